@@ -1,0 +1,7 @@
+//! `mesh-api`: the contracts every other mesh crate is built on.
+//!
+//! - [`config`]: the configuration model users write — our CRDs
+//!   (`networking.mesh.dev`, `security.mesh.dev`), Kubernetes `v1` Services and Gateway API
+//!   routes — with a loader for multi-document YAML and semantic validation whose
+//!   diagnostics name file, document, field path and fix.
+//! - [`duration`]: the duration syntax used in config (`200ms`, `1.5s`, `1m30s`).
