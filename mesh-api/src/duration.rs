@@ -53,6 +53,9 @@ pub fn parse(input: &str) -> Result<Duration, ParseError> {
     }
     let s = s.strip_prefix('+').unwrap_or(s);
     let invalid = || ParseError::Invalid(input.to_string());
+    if s.contains(char::is_whitespace) {
+        return Err(invalid());
+    }
     let overflow = || ParseError::Overflow(input.to_string());
 
     let mut rest = s;
@@ -171,10 +174,8 @@ mod tests {
         assert!(matches!(parse("-1s"), Err(ParseError::Negative(_))));
         assert!(matches!(parse("10"), Err(ParseError::MissingUnit(_))));
         assert!(matches!(parse("1x"), Err(ParseError::UnknownUnit { .. })));
-        assert!(matches!(
-            parse("5 seconds"),
-            Err(ParseError::UnknownUnit { .. })
-        ));
+        assert!(matches!(parse("5 seconds"), Err(ParseError::Invalid(_))));
+        assert!(matches!(parse("5sec"), Err(ParseError::UnknownUnit { .. })));
         assert!(matches!(parse("1..2s"), Err(ParseError::Invalid(_))));
         assert!(matches!(parse("s"), Err(ParseError::Invalid(_))));
         assert!(matches!(

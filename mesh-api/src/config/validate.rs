@@ -501,11 +501,12 @@ pub fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
 
 fn one_line(s: &str) -> String {
     // The regex crate's errors are multi-line drawings; keep the last line (the reason).
-    s.lines()
+    let last = s
+        .lines()
         .map(str::trim)
         .rfind(|l| !l.is_empty())
-        .unwrap_or(s)
-        .to_string()
+        .unwrap_or(s);
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
 
 fn weights_check(cx: &mut Cx<'_>, path: &str, weights: &[Option<i32>]) {

@@ -1,0 +1,48 @@
+//! `meshctl`: install, inspect and check the mesh from the command line.
+//!
+//! Each subcommand is a module with an `Args` type (clap) and a `run` function; [`run`]
+//! dispatches. Commands return the process exit status they want: `analyze` exits 1 when it
+//! finds errors, so scripts and CI can gate on it. Failures to do the job at all (an
+//! unwritable output, a bad flag value) are `anyhow` errors and exit 2.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod analyze;
+pub mod version;
+
+/// The mesh's command-line interface.
+#[derive(Debug, Parser)]
+#[command(name = "meshctl", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// meshctl's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate mesh config offline: YAML files, directories, or `-` for stdin.
+    Analyze(analyze::Args),
+    /// Print meshctl's version.
+    Version(version::Args),
+}
+
+/// Runs a parsed command line, returning the exit status.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Analyze(args) => analyze::run(&args, &mut std::io::stdout().lock()),
+        Command::Version(args) => version::run(&args, &mut std::io::stdout().lock()),
+    }
+}
+
+/// Output formats shared by commands that print structured results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// JSON, for machines.
+    Json,
+}
