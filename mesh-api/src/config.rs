@@ -294,3 +294,85 @@ impl Resource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crds_are_generated_for_every_kind_we_define() {
+        let crds = crd_definitions();
+        let names: Vec<_> = crds
+            .iter()
+            .map(|c| c.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "virtualservices.networking.mesh.dev",
+                "destinationrules.networking.mesh.dev",
+                "gateways.networking.mesh.dev",
+                "serviceentries.networking.mesh.dev",
+                "workloadentries.networking.mesh.dev",
+                "peerauthentications.security.mesh.dev",
+                "authorizationpolicies.security.mesh.dev",
+            ]
+        );
+        for crd in &crds {
+            assert_eq!(crd.spec.scope, "Namespaced");
+            assert_eq!(
+                crd.spec.names.categories.as_deref(),
+                Some(&["mesh".to_string()][..])
+            );
+            let version = &crd.spec.versions[0];
+            assert_eq!(version.name, "v1alpha1");
+            let schema = version
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .expect("a schema");
+            let spec = &schema.properties.as_ref().unwrap()["spec"];
+            assert!(
+                spec.properties.as_ref().is_some_and(|p| !p.is_empty()),
+                "{}: spec has no properties",
+                crd.spec.names.kind
+            );
+        }
+    }
+
+    #[test]
+    fn crd_schemas_carry_istio_field_names() {
+        let vs = serde_json::to_value(VirtualService::crd()).unwrap();
+        let http = &vs["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            ["http"]["items"]["properties"];
+        for field in [
+            "match",
+            "route",
+            "timeout",
+            "retries",
+            "fault",
+            "mirror",
+            "mirrorPercentage",
+            "rewrite",
+        ] {
+            assert!(
+                http.get(field).is_some(),
+                "http route schema lacks `{field}`: {http:#}"
+            );
+        }
+    }
+
+    #[test]
+    fn kinds_round_trip_through_type_meta() {
+        for kind in ResourceKind::ALL {
+            assert_eq!(
+                ResourceKind::from_type_meta(kind.api_version(), kind.kind()),
+                Some(*kind)
+            );
+        }
+        assert_eq!(
+            ResourceKind::from_type_meta("networking.istio.io/v1", "VirtualService"),
+            None
+        );
+    }
+}
