@@ -5,3 +5,6 @@
 //!   routes — with a loader for multi-document YAML and semantic validation whose
 //!   diagnostics name file, document, field path and fix.
 //! - [`duration`]: the duration syntax used in config (`200ms`, `1.5s`, `1m30s`).
+//! - [`spiffe`]: SPIFFE workload identities, `spiffe://<td>/ns/<ns>/sa/<sa>`.
+
+pub mod spiffe;
