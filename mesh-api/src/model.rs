@@ -2,7 +2,7 @@
 //!
 //! The control plane turns user config (`crate::config`: Istio-shaped CRDs, Kubernetes
 //! Services, Gateway API routes) and registry state into these types, one
-//! [`ProxyConfig`] per proxy, and ships them as protobuf (`crate::proto`, converted at the
+//! [`ProxyConfig`] per proxy, and ships them as protobuf ([`crate::proto`], converted at the
 //! boundary). A proxy can also run from a static file of them ([`ProxyConfigSpec`], YAML or
 //! JSON with camelCase fields; unknown fields are rejected).
 //!

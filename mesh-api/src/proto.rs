@@ -46,6 +46,8 @@ pub mod identity {
     }
 }
 
+mod convert;
+
 /// The encoded `FileDescriptorSet` of both APIs and their imports (without source
 /// comments), for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("proto/gen/file_descriptor_set.bin");

@@ -188,22 +188,7 @@ impl EndpointSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    pub(crate) fn workload(name: &str, ip: &str) -> Workload {
-        Workload {
-            uid: format!("uid-{name}"),
-            name: name.into(),
-            namespace: "default".into(),
-            address: ip.parse().unwrap(),
-            identity: SpiffeId::new("cluster.local", "default", "reviews").unwrap(),
-            labels: [("app".to_owned(), "reviews".to_owned())].into(),
-            canonical_service: "reviews".into(),
-            canonical_revision: "v1".into(),
-            locality: Locality::default(),
-            health: Health::Healthy,
-            in_mesh: true,
-        }
-    }
+    use crate::model::fixtures::mk_workload;
 
     #[test]
     fn endpoint_defaults_and_ports() {
@@ -233,12 +218,12 @@ mod tests {
             hostname: "reviews.default.svc.cluster.local".into(),
             endpoints: vec![
                 Endpoint {
-                    workload: workload("a", "10.0.0.1"),
+                    workload: mk_workload("a", "10.0.0.1", "v1"),
                     ports: BTreeMap::new(),
                     weight: NonZeroU32::MIN,
                 },
                 Endpoint {
-                    workload: workload("b", "10.0.0.2"),
+                    workload: mk_workload("b", "10.0.0.2", "v1"),
                     ports: [(9080, 0)].into(),
                     weight: NonZeroU32::MIN,
                 },
