@@ -62,6 +62,9 @@ pub enum Error {
     /// The authority contains a port (`host:port`).
     #[error("spiffe id must not contain a port (':')")]
     Port,
+    /// The trust domain starts or ends with a dot, or has two in a row.
+    #[error("trust domain must not start or end with '.' or contain '..'")]
+    TrustDomainDots,
     /// The trust domain contains a character outside `[a-z0-9._-]`.
     #[error(
         "trust domain contains invalid character {0:?}: only lower-case letters, digits, '.', '-' and '_' are allowed"
@@ -200,6 +203,9 @@ fn check_trust_domain(td: &str) -> Result<(), Error> {
             '#' => return Err(Error::Fragment),
             c => return Err(Error::TrustDomainChar(c)),
         }
+    }
+    if td.starts_with('.') || td.ends_with('.') || td.contains("..") {
+        return Err(Error::TrustDomainDots);
     }
     Ok(())
 }
