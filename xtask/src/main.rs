@@ -1,1 +1,46 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <command>` (an alias in `.cargo/config.toml`).
+//!
+//! One module per subcommand; `main` only parses arguments and dispatches.
+//!
+//! - `codegen`: regenerate committed generated code (protobuf, CRD YAML), or `--check` that
+//!   it is fresh.
+//! - `ci`: everything CI checks (fmt, clippy, codegen, all tests with e2e required).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod ci;
+mod codegen;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Project automation for the mesh workspace"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Regenerate the committed protobuf code and CRD YAML (or check that they are fresh).
+    Codegen(codegen::Args),
+    /// Run every CI check: fmt, clippy, codegen --check, tests (MESH_E2E=require), doc tests.
+    Ci(ci::Args),
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Codegen(args) => codegen::run(&codegen::workspace_root(), args.check),
+        Command::Ci(args) => ci::run(&codegen::workspace_root(), &args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -138,11 +138,11 @@ impl Cx<'_> {
     }
 
     fn cidr(&mut self, path: &str, value: &str) {
-        if let Err(why) = parse_cidr(value) {
+        if let Err(why) = value.parse::<crate::model::IpNet>() {
             self.report(
                 Code::InvalidAddress,
                 path,
-                format!("invalid IP address or CIDR {value:?}: {why}"),
+                why.to_string(),
                 "write an IP (`10.0.0.1`) or a CIDR (`10.0.0.0/8`, `fd00::/8`)",
             );
         }
@@ -1447,27 +1447,6 @@ fn check_label_value(value: &str) -> Result<(), &'static str> {
         return Err("must start and end with a letter or digit");
     }
     Ok(())
-}
-
-/// Parses an IP address or CIDR. As in Istio, host bits beyond the prefix are accepted;
-/// only the syntax and the prefix length are checked.
-fn parse_cidr(s: &str) -> Result<(IpAddr, u8), &'static str> {
-    let (addr, len) = match s.split_once('/') {
-        Some((a, l)) => (a, Some(l)),
-        None => (s, None),
-    };
-    let ip: IpAddr = addr.parse().map_err(|_| "not an IP address")?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let len = match len {
-        Some(l) => l
-            .parse::<u8>()
-            .map_err(|_| "the prefix length is not a number")?,
-        None => max,
-    };
-    if len > max {
-        return Err("the prefix length is too long for the address family");
-    }
-    Ok((ip, len))
 }
 
 #[cfg(test)]
