@@ -1,12 +1,43 @@
 //! `mesh-proxy`: the mesh's data plane.
 //!
 //! One binary, several roles: `mesh-proxy init` installs the traffic-capture rules in a
-//! pod's network namespace ([`init`]); the proxy itself runs as a sidecar next to an
-//! application, or as the ingress gateway.
+//! pod's network namespace ([`init`]); `mesh-proxy run` is the sidecar next to an
+//! application ([`app`]).
+//!
+//! The request path, client side to server side:
+//!
+//! ```text
+//! app ─► outbound (15001 capture | explicit listener) ─► detect ─► route ─► balance ─► transport
+//!          └─ opaque TCP ─────────────────────────────────────────────────► CONNECT tunnel │
+//!                                                                                          ▼
+//! app ◄─ inbound (15008 mesh, HTTP/2; 15006 plaintext capture) ◄──── peer proxy's HTTP/2 conn
+//! ```
+//!
+//! - [`outbound`]: capture/explicit listeners, per-request routing ([`outbound::route`]),
+//!   splits, retries, timeouts, faults, mirrors ([`outbound::forward`]), TCP ([`outbound::tcp`]).
+//! - [`inbound`]: the mesh port and the plaintext capture port, to the local application.
+//! - [`state`]: the config snapshot and per-cluster balancers; [`balance`]: P2C/EWMA and
+//!   friends with outlier detection; [`transport`]: pooled HTTP/2 to peers, plain clients.
+//! - [`detect`]: protocol sniffing; [`http`]: body type, headers, error classification.
+//! - [`meter`] and [`telemetry`]: golden metrics and access logs; [`admin`]: admin,
+//!   metrics and health servers.
 
 use clap::{Parser, Subcommand};
 
+pub mod admin;
+pub mod app;
+pub mod balance;
+pub mod detect;
+pub mod http;
+pub mod inbound;
 pub mod init;
+pub mod meter;
+pub mod outbound;
+pub mod proxy;
+pub mod sockopt;
+pub mod state;
+pub mod telemetry;
+pub mod transport;
 
 /// The mesh proxy.
 #[derive(Debug, Parser)]
@@ -23,11 +54,60 @@ pub enum Command {
     /// Install (or with --clean, remove) the iptables rules that redirect the pod's TCP
     /// traffic through the proxy. Needs NET_ADMIN in the pod's network namespace.
     Init(init::Args),
+    /// Run the proxy as a sidecar.
+    Run(Box<app::Args>),
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init(args) => init::run(&args),
+        Command::Run(args) => run_proxy(*args),
     }
+}
+
+fn run_proxy(args: app::Args) -> anyhow::Result<()> {
+    let log = telemetry::log::init_tracing("info", false).ok();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mesh-proxy")
+        .build()?;
+    runtime.block_on(async move {
+        let app = app::App::build(args, log).await?;
+        app.run(shutdown_signal()).await
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// The admin `/clusters` view: every cluster's endpoints with their balancer statistics.
+pub fn admin_clusters(proxy: &proxy::Proxy) -> serde_json::Value {
+    let Some(snap) = proxy.state.snapshot() else {
+        return serde_json::json!({ "clusters": [] });
+    };
+    let now = std::time::Instant::now();
+    let mut clusters: Vec<_> = snap
+        .clusters
+        .values()
+        .map(|c| {
+            serde_json::json!({
+                "name": c.cluster.key.to_string(),
+                "service": &*c.service,
+                "loadBalancer": format!("{:?}", c.balancer.load_balancer()),
+                "endpoints": c.balancer.stats(now),
+            })
+        })
+        .collect();
+    clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    serde_json::json!({ "clusters": clusters })
 }

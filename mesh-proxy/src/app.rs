@@ -1,0 +1,405 @@
+//! Running the proxy: options, listeners, config source, readiness and graceful drain.
+//!
+//! [`Args`] is the command line (`mesh-proxy run`), parsed once. [`App::build`] binds every
+//! listener (so port 0 works in tests) and returns the addresses it actually bound;
+//! [`App::run`] serves until SIGTERM/SIGINT (or the admin `/quitquitquit`), then stops
+//! accepting, lets in-flight requests finish within the drain timeout, and returns.
+//!
+//! Until the discovery client lands, config comes from a static file of the domain model
+//! ([`mesh_api::model::ProxyConfigSpec`], YAML or JSON), reloaded when it changes; an invalid
+//! update is logged and the last good config stays in force.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use mesh_api::model::{ProxyConfig, ProxyConfigSpec};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminState, Readiness};
+use crate::outbound::Target;
+use crate::proxy::{Limits, Proxy, RetryBudget};
+use crate::state::{MESH_PORT, State};
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::metrics::Metrics;
+use crate::transport::Direct;
+
+/// `mesh-proxy run`: serve as a sidecar.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// A static config file (the domain model as YAML or JSON), reloaded when it changes.
+    #[arg(long, env = "MESH_PROXY_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Transparent outbound capture listener (where `mesh-proxy init` redirects to).
+    #[arg(long, default_value = "0.0.0.0:15001")]
+    pub outbound_capture: SocketAddr,
+    /// Transparent inbound capture listener (plaintext clients; PERMISSIVE only).
+    #[arg(long, default_value = "0.0.0.0:15006")]
+    pub inbound_capture: SocketAddr,
+    /// Do not open the capture listeners (explicit mode: no root, no iptables).
+    #[arg(long)]
+    pub no_capture: bool,
+    /// The mesh inbound listener peers connect to (HTTP/2; mTLS with the identity work).
+    #[arg(long, default_value = "0.0.0.0:15008")]
+    pub inbound: SocketAddr,
+    /// Explicit upstream listeners, `LISTEN_ADDR=SERVICE_HOST:PORT`, e.g.
+    /// `127.0.0.1:18080=reviews.default.svc.cluster.local:9080`. Repeatable.
+    #[arg(long = "upstream", value_name = "ADDR=HOST:PORT", value_parser = parse_upstream)]
+    pub upstreams: Vec<(SocketAddr, String, u16)>,
+    /// The admin server (config dump, clusters, log level, quit). Keep it on localhost.
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    pub admin: SocketAddr,
+    /// The Prometheus metrics server.
+    #[arg(long, default_value = "0.0.0.0:15020")]
+    pub metrics: SocketAddr,
+    /// The health server (`/healthz/ready`).
+    #[arg(long, default_value = "0.0.0.0:15021")]
+    pub health: SocketAddr,
+    /// Where the application listens; inbound traffic is forwarded there.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub app_host: IpAddr,
+    /// The port peer proxies accept mesh traffic on.
+    #[arg(long, default_value_t = MESH_PORT)]
+    pub mesh_port: u16,
+    /// Write an access log (JSON lines on stdout).
+    #[arg(long, env = "MESH_ACCESS_LOG")]
+    pub access_log: bool,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// Largest request head in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_header_bytes: u32,
+    /// Most concurrent HTTP/2 streams per connection.
+    #[arg(long, default_value_t = 1000)]
+    pub max_concurrent_streams: u32,
+    /// How long a client may take to send a request head.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    mesh_api::duration::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_upstream(s: &str) -> Result<(SocketAddr, String, u16), String> {
+    let (listen, target) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected LISTEN_ADDR=SERVICE_HOST:PORT"))?;
+    let listen: SocketAddr = listen
+        .parse()
+        .map_err(|_| format!("{listen:?} is not an address like 127.0.0.1:18080"))?;
+    let (host, port) = target
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{target:?}: expected SERVICE_HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port number"))?;
+    if host.is_empty() {
+        return Err(format!("{target:?}: the service host is empty"));
+    }
+    Ok((listen, host.to_ascii_lowercase(), port))
+}
+
+/// Loads and validates a static config file.
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<ProxyConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read proxy config {}", path.display()))?;
+    let spec: ProxyConfigSpec = serde_saphyr::from_str(&text)
+        .with_context(|| format!("{} is not a valid proxy config", path.display()))?;
+    ProxyConfig::new(spec).with_context(|| format!("{} is invalid", path.display()))
+}
+
+/// The addresses the proxy bound.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    /// Outbound capture (absent with `--no-capture`).
+    pub outbound_capture: Option<SocketAddr>,
+    /// Inbound capture (absent with `--no-capture`).
+    pub inbound_capture: Option<SocketAddr>,
+    /// Mesh inbound.
+    pub inbound: SocketAddr,
+    /// Explicit upstream listeners, in the order given.
+    pub upstreams: Vec<SocketAddr>,
+    /// Admin.
+    pub admin: SocketAddr,
+    /// Metrics.
+    pub metrics: SocketAddr,
+    /// Health.
+    pub health: SocketAddr,
+}
+
+/// A built proxy, listeners bound, ready to [`run`](App::run).
+#[derive(Debug)]
+pub struct App {
+    args: Args,
+    proxy: Arc<Proxy>,
+    listeners: Listeners,
+    bound: Bound,
+    readiness: Readiness,
+    registry: Arc<prometheus_client::registry::Registry>,
+    log: Option<crate::telemetry::log::LogHandle>,
+}
+
+#[derive(Debug)]
+struct Listeners {
+    outbound_capture: Option<TcpListener>,
+    inbound_capture: Option<TcpListener>,
+    inbound: TcpListener,
+    upstreams: Vec<(TcpListener, Arc<str>, u16)>,
+    admin: TcpListener,
+    metrics: TcpListener,
+    health: TcpListener,
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} ({what}): is another proxy or program using it?")
+    })
+}
+
+impl App {
+    /// Loads the config, binds every listener and builds the shared state.
+    pub async fn build(
+        args: Args,
+        log: Option<crate::telemetry::log::LogHandle>,
+    ) -> anyhow::Result<Self> {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        let access_log = if args.access_log {
+            AccessLog::stdout(&metrics)
+        } else {
+            AccessLog::disabled()
+        };
+        let limits = Limits {
+            app_host: args.app_host,
+            max_header_bytes: args.max_header_bytes,
+            max_concurrent_streams: args.max_concurrent_streams,
+            header_read_timeout: args.header_read_timeout,
+            ..Limits::default()
+        };
+        let state = Arc::new(State::new(args.mesh_port));
+        let readiness = Readiness::new("waiting for config");
+        let config = load_config(&args.config)?;
+        tracing::info!(version = config.version(), path = %args.config.display(), "config loaded");
+        metrics.config_applied(config.version());
+        state.update(Arc::new(config));
+
+        let (outbound_capture, inbound_capture) = if args.no_capture {
+            (None, None)
+        } else {
+            (
+                Some(bind(args.outbound_capture, "outbound capture").await?),
+                Some(bind(args.inbound_capture, "inbound capture").await?),
+            )
+        };
+        let inbound = bind(args.inbound, "mesh inbound").await?;
+        let mut upstreams = Vec::new();
+        for (addr, host, port) in &args.upstreams {
+            upstreams.push((
+                bind(*addr, "upstream").await?,
+                Arc::<str>::from(host.as_str()),
+                *port,
+            ));
+        }
+        let admin = bind(args.admin, "admin").await?;
+        let metrics_l = bind(args.metrics, "metrics").await?;
+        let health = bind(args.health, "health").await?;
+        let bound = Bound {
+            outbound_capture: outbound_capture
+                .as_ref()
+                .map(|l| l.local_addr())
+                .transpose()?,
+            inbound_capture: inbound_capture
+                .as_ref()
+                .map(|l| l.local_addr())
+                .transpose()?,
+            inbound: inbound.local_addr()?,
+            upstreams: upstreams
+                .iter()
+                .map(|(l, _, _)| l.local_addr())
+                .collect::<Result<_, _>>()?,
+            admin: admin.local_addr()?,
+            metrics: metrics_l.local_addr()?,
+            health: health.local_addr()?,
+        };
+        let proxy = Arc::new(Proxy {
+            state,
+            direct: Direct::new(limits.connect_timeout, limits.idle_timeout),
+            metrics,
+            access_log,
+            config: limits,
+            graceful: std::sync::Mutex::new(Some(
+                hyper_util::server::graceful::GracefulShutdown::new(),
+            )),
+            retry_budget: RetryBudget::default(),
+        });
+        Ok(Self {
+            args,
+            proxy,
+            listeners: Listeners {
+                outbound_capture,
+                inbound_capture,
+                inbound,
+                upstreams,
+                admin,
+                metrics: metrics_l,
+                health,
+            },
+            bound,
+            readiness,
+            registry: Arc::new(registry),
+            log,
+        })
+    }
+
+    /// The addresses bound.
+    pub fn bound(&self) -> &Bound {
+        &self.bound
+    }
+
+    /// The shared proxy handle (for tests and embedding).
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.proxy
+    }
+
+    /// Serves until `shutdown` resolves (or `/quitquitquit`), then drains.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let Self {
+            args,
+            proxy,
+            listeners,
+            bound,
+            readiness,
+            registry,
+            log,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(l) = listeners.outbound_capture {
+            tasks.spawn(crate::outbound::serve(
+                l,
+                proxy.clone(),
+                Target::Captured,
+                stopped(),
+            ));
+        }
+        if let Some(l) = listeners.inbound_capture {
+            tasks.spawn(crate::inbound::serve_captured(l, proxy.clone(), stopped()));
+        }
+        tasks.spawn(crate::inbound::serve_mesh(
+            listeners.inbound,
+            proxy.clone(),
+            stopped(),
+        ));
+        for (l, hostname, port) in listeners.upstreams {
+            let target = Target::Service { hostname, port };
+            tasks.spawn(crate::outbound::serve(l, proxy.clone(), target, stopped()));
+        }
+
+        // Config reloads from the file.
+        tasks.spawn(watch_file(args.config.clone(), proxy.clone(), stopped()));
+
+        // Admin, metrics and health servers.
+        let clusters_proxy = proxy.clone();
+        let admin_state = AdminState::new(
+            config_view(&proxy),
+            readiness.clone(),
+            registry.clone(),
+            Arc::new(move || crate::admin_clusters(&clusters_proxy)),
+            log,
+            stop_tx.clone(),
+        );
+        tasks.spawn(admin::serve_admin(
+            listeners.admin,
+            admin_state.clone(),
+            stopped(),
+        ));
+        tasks.spawn(admin::serve_metrics(
+            listeners.metrics,
+            admin_state.clone(),
+            stopped(),
+        ));
+        tasks.spawn(admin::serve_health(
+            listeners.health,
+            admin_state,
+            stopped(),
+        ));
+
+        readiness.set_ready();
+        proxy.metrics.set_ready(true);
+        tracing::info!(?bound, "proxy ready");
+
+        let quit = stopped();
+        tokio::pin!(quit);
+        tokio::pin!(shutdown);
+        tokio::select! {
+            () = &mut shutdown => tracing::info!("shutdown signal: draining"),
+            () = &mut quit => tracing::info!("quit requested: draining"),
+        }
+        readiness.set_not_ready("draining");
+        proxy.metrics.set_ready(false);
+        let _ = stop_tx.send(true);
+        // Listeners stop accepting (they watch `stop`); in-flight HTTP connections finish
+        // their requests and close, within the drain timeout.
+        let drain = args.drain_timeout;
+        let drained = tokio::time::timeout(drain, async {
+            proxy.drain().await;
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(?drain, "drain timeout: closing the remaining connections");
+        }
+        tracing::info!("proxy stopped");
+        Ok(())
+    }
+}
+
+/// What the admin server shows as the current config.
+fn config_view(proxy: &Arc<Proxy>) -> admin::ConfigView {
+    let state = proxy.state.clone();
+    Arc::new(move || state.snapshot().map(|s| (s.config.clone(), s.built_at)))
+}
+
+/// Reloads the config file when its modification time changes; keeps the last good config
+/// when the new one is invalid.
+async fn watch_file(path: PathBuf, proxy: Arc<Proxy>, stop: impl std::future::Future<Output = ()>) {
+    let mtime = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last: Option<SystemTime> = mtime(&path);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        let now = mtime(&path);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match load_config(&path) {
+            Ok(config) => {
+                tracing::info!(version = config.version(), "config reloaded");
+                proxy.metrics.config_applied(config.version());
+                proxy.state.update(Arc::new(config));
+            }
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "config update rejected; keeping the last good config"
+            ),
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The server side of the proxy: traffic to the local application.
+//!
+//! - **Mesh inbound** (port 15008): peer proxies send HTTP/2. A `CONNECT <ip>:<port>` stream
+//!   is an opaque TCP tunnel to the application's port; any other request is an HTTP request
+//!   for the application port named in `x-mesh-target-port`, forwarded as HTTP/1.1 when the
+//!   original client spoke HTTP/1 (`x-mesh-orig-proto`) and as HTTP/2 otherwise (gRPC).
+//! - **Captured inbound** (port 15006): plaintext connections from clients outside the mesh,
+//!   redirected by the capture rules. The workload's mTLS mode decides: `STRICT` refuses
+//!   them, `PERMISSIVE` and `DISABLE` forward them to the application.
+//!
+//! The application is reached on the configured local address (127.0.0.1 by default, which
+//! the capture rules leave alone). The proxy's own ports are never tunnel targets.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use mesh_api::model::MtlsMode;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::detect::{self, Protocol};
+use crate::http::{self as mhttp, Body, ProxyError};
+use crate::meter::{Meter, Side, TcpMeter};
+use crate::proxy::Proxy;
+use crate::state::PeerMeta;
+use crate::telemetry::metrics::ResponseFlag;
+use crate::transport;
+
+/// Ports of the proxy itself, which peers may not tunnel to.
+pub const PROXY_PORTS: &[u16] = &[15000, 15001, 15006, 15008, 15020, 15021];
+
+/// Accepts mesh connections (HTTP/2 from peer proxies) until `shutdown`.
+pub async fn serve_mesh(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    accept_loop(listener, shutdown, move |stream, client| {
+        let proxy = proxy.clone();
+        async move {
+            let svc_proxy = proxy.clone();
+            let service = service_fn(move |req: Request<Incoming>| {
+                let proxy = svc_proxy.clone();
+                async move { Ok::<_, Infallible>(handle_mesh(&proxy, client, req).await) }
+            });
+            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            builder
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(proxy.config.max_concurrent_streams)
+                .max_header_list_size(proxy.config.max_header_bytes)
+                .initial_stream_window_size(1 << 20)
+                .initial_connection_window_size(4 << 20)
+                .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = proxy.serve_conn(conn).await {
+                tracing::debug!(%client, error = %e, "mesh connection ended with an error");
+            }
+        }
+    })
+    .await;
+}
+
+/// Accepts captured plaintext connections until `shutdown`.
+pub async fn serve_captured(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    accept_loop(listener, shutdown, move |stream, client| {
+        let proxy = proxy.clone();
+        async move {
+            if let Err(e) = serve_captured_conn(proxy, stream, client).await {
+                tracing::debug!(%client, error = %e, "captured inbound connection ended with an error");
+            }
+        }
+    })
+    .await;
+}
+
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "inbound accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve(stream, client));
+    }
+}
+
+/// The application's address for `port`.
+fn app_addr(proxy: &Proxy, port: u16) -> SocketAddr {
+    SocketAddr::new(proxy.config.app_host, port)
+}
+
+async fn handle_mesh(
+    proxy: &Arc<Proxy>,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let grpc = mhttp::is_grpc(req.headers());
+    let peer = req
+        .headers()
+        .get(mhttp::PEER)
+        .and_then(|v| v.to_str().ok())
+        .map(PeerMeta::from_header)
+        .unwrap_or_default();
+    if req.method() == Method::CONNECT {
+        return tunnel(proxy, client, req, peer);
+    }
+    let Some(snap) = proxy.state.snapshot() else {
+        let err =
+            ProxyError::NoHealthyUpstream("this workload (its proxy has no config yet)".into());
+        return mhttp::error_response(&err, grpc);
+    };
+    let mut meter = Meter::start(proxy, &snap, Side::Inbound, &req, grpc);
+    meter.set_peer(peer, "none");
+    let port = req
+        .headers()
+        .get(mhttp::TARGET_PORT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u16>().ok());
+    let Some(port) = port.filter(|p| *p != 0 && !PROXY_PORTS.contains(p)) else {
+        let err = ProxyError::BadRequest("missing or invalid x-mesh-target-port".into());
+        return meter.respond_error(&err, grpc);
+    };
+    let h1 = req
+        .headers()
+        .get(mhttp::ORIG_PROTO)
+        .is_some_and(|v| v.as_bytes().starts_with(b"HTTP/1"));
+    let req = req.map(|b| meter.count_request(b, grpc));
+    match to_app(proxy, req, port, !h1).await {
+        Ok(res) => meter.respond(res),
+        Err(err) => meter.respond_error(&err, grpc),
+    }
+}
+
+/// Forwards an HTTP request to the application on `port`.
+async fn to_app(
+    proxy: &Proxy,
+    req: Request<Body>,
+    port: u16,
+    h2: bool,
+) -> Result<Response<Incoming>, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)?
+                .to_str()
+                .ok()
+                .map(str::to_string)
+        });
+    mhttp::strip_hop_by_hop(&mut parts.headers);
+    mhttp::strip_mesh_headers(&mut parts.headers);
+    if let Some(a) = &authority
+        && let Ok(v) = HeaderValue::from_str(a)
+    {
+        parts.headers.insert(header::HOST, v);
+    }
+    let addr = app_addr(proxy, port);
+    let app_authority: Authority = addr
+        .to_string()
+        .parse()
+        .map_err(|_| ProxyError::BadRequest("invalid application address".into()))?;
+    parts.uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(app_authority)
+        .path_and_query(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        )
+        .build()
+        .map_err(|e| ProxyError::BadRequest(format!("invalid request target: {e}")))?;
+    parts.version = if h2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    if h2 {
+        parts.headers.remove(header::HOST);
+    }
+    let req = Request::from_parts(parts, body);
+    match proxy.direct.send(req, h2).await {
+        Ok(mut res) => {
+            mhttp::strip_hop_by_hop(res.headers_mut());
+            Ok(res)
+        }
+        Err(e) if e.is_connect() => Err(ProxyError::ConnectFailure {
+            service: format!("local application port {port}"),
+            reason: "nothing is listening, or it refused the connection".into(),
+        }),
+        Err(e) => {
+            tracing::debug!(error = %e, "application request failed");
+            Err(ProxyError::UpstreamReset {
+                service: format!("local application port {port}"),
+                reason: "the application closed the connection before responding".into(),
+            })
+        }
+    }
+}
+
+/// Answers a peer's `CONNECT` and pipes the stream to the application port.
+fn tunnel(
+    proxy: &Arc<Proxy>,
+    client: SocketAddr,
+    req: Request<Incoming>,
+    peer: PeerMeta,
+) -> Response<Body> {
+    let port = req
+        .uri()
+        .authority()
+        .and_then(|a| a.port_u16())
+        .filter(|p| *p != 0 && !PROXY_PORTS.contains(p));
+    let Some(port) = port else {
+        let mut res = Response::new(Body::Empty);
+        *res.status_mut() = StatusCode::BAD_REQUEST;
+        res.headers_mut().insert(
+            mhttp::ERROR,
+            HeaderValue::from_static("tunnel target must be <ip>:<application port>"),
+        );
+        return res;
+    };
+    let proxy = proxy.clone();
+    tokio::spawn(async move {
+        let Some(snap) = proxy.state.snapshot() else {
+            return;
+        };
+        let mut meter = TcpMeter::start(&proxy, &snap, Side::Inbound);
+        meter.set_peer(peer, "none");
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(%client, error = %e, "tunnel upgrade failed");
+                return;
+            }
+        };
+        let mut downstream = TokioIo::new(upgraded);
+        match transport::connect_tcp(app_addr(&proxy, port), proxy.config.connect_timeout).await {
+            Ok(mut app) => {
+                meter.opened();
+                let _ = crate::outbound::tcp::copy(&mut downstream, &mut app, &mut meter).await;
+            }
+            Err(e) => {
+                tracing::debug!(port, error = %e, "tunnel to the application failed");
+                meter.fail(ResponseFlag::UpstreamConnectionFailure);
+            }
+        }
+    });
+    Response::new(Body::Empty)
+}
+
+async fn serve_captured_conn(
+    proxy: Arc<Proxy>,
+    stream: TcpStream,
+    client: SocketAddr,
+) -> anyhow::Result<()> {
+    let original = crate::sockopt::original_dst(&stream)?;
+    let port = original.port();
+    let Some(snap) = proxy.state.snapshot() else {
+        anyhow::bail!("no config yet: refusing inbound plaintext");
+    };
+    if snap.config.inbound_policy().mode_for(port) == MtlsMode::Strict {
+        // STRICT: plaintext is refused; closing the connection is the answer.
+        tracing::debug!(%client, port, "refused plaintext connection under STRICT mTLS");
+        return Ok(());
+    }
+    // The inbound port's protocol is not declared per workload port: sniff.
+    match detect::detect(&stream, mesh_api::model::AppProtocol::Unknown, port).await {
+        Protocol::Opaque => {
+            let mut meter = TcpMeter::start(&proxy, &snap, Side::Inbound);
+            meter.set_peer(PeerMeta::default(), "none");
+            let mut app =
+                transport::connect_tcp(app_addr(&proxy, port), proxy.config.connect_timeout)
+                    .await?;
+            meter.opened();
+            let mut stream = stream;
+            crate::outbound::tcp::copy(&mut stream, &mut app, &mut meter).await
+        }
+        Protocol::Http => {
+            let svc_proxy = proxy.clone();
+            let service = service_fn(move |req: Request<Incoming>| {
+                let proxy = svc_proxy.clone();
+                async move {
+                    let grpc = mhttp::is_grpc(req.headers());
+                    let Some(snap) = proxy.state.snapshot() else {
+                        let err =
+                            ProxyError::NoHealthyUpstream("this workload (no config yet)".into());
+                        return Ok::<_, Infallible>(mhttp::error_response(&err, grpc));
+                    };
+                    let mut meter = Meter::start(&proxy, &snap, Side::Inbound, &req, grpc);
+                    meter.set_peer(PeerMeta::default(), "none");
+                    let h2 = req.version() == Version::HTTP_2;
+                    let req = req.map(|b| meter.count_request(b, grpc));
+                    Ok(match to_app(&proxy, req, port, h2).await {
+                        Ok(res) => meter.respond(res),
+                        Err(err) => meter.respond_error(&err, grpc),
+                    })
+                }
+            });
+            let builder = proxy.http_server();
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            proxy
+                .serve_conn(conn.into_owned())
+                .await
+                .map_err(|e| anyhow::anyhow!("serving captured http: {e}"))
+        }
+    }
+}

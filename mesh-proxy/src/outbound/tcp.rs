@@ -1,0 +1,119 @@
+//! Opaque TCP on the client side: one endpoint per connection, bytes both ways.
+//!
+//! The endpoint comes from the service's TCP routes (weighted backends) or, without routes,
+//! the service's default cluster, picked by the cluster's load balancer. To an endpoint with
+//! a proxy, the bytes ride an HTTP/2 `CONNECT` stream on the shared mesh connection; to one
+//! without, a plain TCP connection. Half-closes are forwarded: when one side finishes
+//! sending, the other side's write half is shut down and the rest still flows.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mesh_api::model::ClusterKey;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use super::Destination;
+use crate::balance::Outcome;
+use crate::meter::{Side, TcpMeter};
+use crate::proxy::Proxy;
+use crate::transport;
+
+/// Forwards an opaque connection to the destination service.
+pub async fn forward(
+    proxy: &Arc<Proxy>,
+    mut client: TcpStream,
+    _client_addr: SocketAddr,
+    dest: &Destination,
+) -> anyhow::Result<()> {
+    let Some(snap) = proxy.state.snapshot() else {
+        anyhow::bail!("no config yet: closing the connection");
+    };
+    let Some(service) = dest.service.as_deref() else {
+        anyhow::bail!("not a service");
+    };
+    let key = snap
+        .config
+        .route_table(service, dest.port)
+        .and_then(|t| t.tcp.first())
+        .and_then(|r| super::forward::pick_backend(&r.backends))
+        .map(|b| b.cluster.clone())
+        .unwrap_or_else(|| ClusterKey::new(service, dest.port));
+    let Some(cluster) = snap.cluster(&key).cloned() else {
+        anyhow::bail!("no cluster {key} for tcp traffic");
+    };
+    let mut meter = TcpMeter::start(proxy, &snap, Side::Outbound);
+    meter.set_cluster(&cluster);
+    let now = Instant::now();
+    let Some(pick) = cluster.balancer.pick(now) else {
+        meter.fail(crate::telemetry::metrics::ResponseFlag::NoHealthyUpstream);
+        anyhow::bail!("no healthy upstream for {service}:{}", dest.port);
+    };
+    let ep = pick.member().meta.clone();
+    meter.set_upstream(&ep, pick.member().state.addr());
+    let started = Instant::now();
+    match &ep.mesh {
+        Some(conn) => {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(crate::http::PEER, snap.local_header.clone());
+            match conn.tunnel(&ep.target.to_string(), headers).await {
+                Ok(mut upstream) => {
+                    pick.finish(Outcome::Success, started.elapsed(), Instant::now());
+                    meter.opened();
+                    copy(&mut client, &mut upstream, &mut meter).await
+                }
+                Err(e) => {
+                    pick.finish(Outcome::ConnectFailure, started.elapsed(), Instant::now());
+                    meter.fail(crate::telemetry::metrics::ResponseFlag::UpstreamConnectionFailure);
+                    Err(e.into())
+                }
+            }
+        }
+        None => {
+            let timeout = cluster.cluster.connection_pool.connect_timeout;
+            match transport::connect_tcp(ep.target, timeout).await {
+                Ok(mut upstream) => {
+                    pick.finish(Outcome::Success, started.elapsed(), Instant::now());
+                    meter.opened();
+                    copy(&mut client, &mut upstream, &mut meter).await
+                }
+                Err(e) => {
+                    pick.finish(Outcome::ConnectFailure, started.elapsed(), Instant::now());
+                    meter.fail(crate::telemetry::metrics::ResponseFlag::UpstreamConnectionFailure);
+                    Err(e.into())
+                }
+            }
+        }
+    }
+}
+
+/// Passes a captured connection to a non-service address straight through.
+pub async fn passthrough(
+    proxy: &Arc<Proxy>,
+    mut client: TcpStream,
+    original: SocketAddr,
+) -> anyhow::Result<()> {
+    let timeout = proxy.config.connect_timeout;
+    let mut upstream = transport::connect_tcp(original, timeout).await?;
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    Ok(())
+}
+
+/// Copies both ways until both sides are done, counting bytes into the meter.
+pub(crate) async fn copy<A, B>(a: &mut A, b: &mut B, meter: &mut TcpMeter) -> anyhow::Result<()>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::io::copy_bidirectional(a, b).await {
+        Ok((sent, received)) => {
+            meter.closed(sent, received);
+            Ok(())
+        }
+        Err(e) => {
+            meter.closed(0, 0);
+            Err(e.into())
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The proxy's live view of its config: the validated [`ProxyConfig`] plus the runtime
+//! objects built from it — one load balancer per cluster, with endpoint state and peer
+//! connections that survive config updates.
+//!
+//! A new config builds a new [`Snapshot`] off the request path and swaps it in atomically;
+//! requests load the current snapshot without a lock ([`State::snapshot`]). Endpoint load
+//! statistics ([`EndpointState`]) and peer connections ([`MeshConn`]) are reused by address,
+//! so an update (a new VirtualService weight, an added endpoint) neither forgets latency
+//! estimates nor drops connections.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use mesh_api::model::{AppProtocol, Cluster, ClusterKey, ProxyConfig, Service, Workload};
+
+use crate::balance::{Balancer, EndpointState, Member};
+use crate::transport::MeshConn;
+
+/// The port peer proxies accept mesh traffic on.
+pub const MESH_PORT: u16 = 15008;
+
+/// What the proxy knows about a workload, for telemetry and the mesh headers: cheap to
+/// clone, built once per snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct PeerMeta {
+    /// Workload (pod) name.
+    pub workload: Arc<str>,
+    /// Namespace.
+    pub namespace: Arc<str>,
+    /// Canonical service (`app` label).
+    pub app: Arc<str>,
+    /// Canonical revision (`version` label).
+    pub version: Arc<str>,
+    /// The SPIFFE id (`spiffe://…`, as Istio's `*_principal` labels show it), or empty.
+    pub principal: Arc<str>,
+}
+
+impl PeerMeta {
+    /// Metadata of a workload from config.
+    pub fn of(w: &Workload) -> Self {
+        Self {
+            workload: w.name.as_str().into(),
+            namespace: w.namespace.as_str().into(),
+            app: w.canonical_service.as_str().into(),
+            version: w.canonical_revision.as_str().into(),
+            principal: w.identity.as_str().into(),
+        }
+    }
+
+    /// The `x-mesh-peer` header value: `namespace/workload/app/version`.
+    pub fn header_value(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.namespace, self.workload, self.app, self.version
+        )
+    }
+
+    /// Parses an `x-mesh-peer` header value. Unknown parts stay empty.
+    pub fn from_header(v: &str) -> Self {
+        let mut parts = v.splitn(4, '/');
+        let mut next = || -> Arc<str> { parts.next().unwrap_or_default().into() };
+        let namespace = next();
+        let workload = next();
+        let app = next();
+        let version = next();
+        Self {
+            workload,
+            namespace,
+            app,
+            version,
+            principal: "".into(),
+        }
+    }
+}
+
+/// How the proxy reaches one endpoint of a cluster.
+#[derive(Debug, Clone)]
+pub struct EndpointMeta {
+    /// The endpoint's workload.
+    pub peer: PeerMeta,
+    /// The application port on the endpoint.
+    pub target_port: u16,
+    /// The endpoint's IP and application port (for direct connections and CONNECT).
+    pub target: SocketAddr,
+    /// The peer proxy's connection when the endpoint is in the mesh; `None` means plain
+    /// traffic straight to `target`.
+    pub mesh: Option<Arc<MeshConn>>,
+}
+
+/// A cluster at runtime: its settings and its balancer.
+#[derive(Debug)]
+pub struct ClusterRt {
+    /// The cluster's settings.
+    pub cluster: Cluster,
+    /// The service host name (for messages and metrics).
+    pub service: Arc<str>,
+    /// The service's short name.
+    pub service_name: Arc<str>,
+    /// The service port's declared protocol.
+    pub protocol: AppProtocol,
+    /// The endpoints and their picker.
+    pub balancer: Balancer<EndpointMeta>,
+}
+
+/// One consistent view of config and runtime objects.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The validated config.
+    pub config: Arc<ProxyConfig>,
+    /// Clusters by key: every cluster in the config, plus a default (no subset) cluster for
+    /// every service port.
+    pub clusters: HashMap<ClusterKey, Arc<ClusterRt>>,
+    /// This proxy's own workload.
+    pub local: PeerMeta,
+    /// The precomputed `x-mesh-peer` header for outgoing requests.
+    pub local_header: http::HeaderValue,
+    /// When this snapshot was built.
+    pub built_at: Instant,
+}
+
+impl Snapshot {
+    /// The cluster for `key`.
+    pub fn cluster(&self, key: &ClusterKey) -> Option<&Arc<ClusterRt>> {
+        self.clusters.get(key)
+    }
+}
+
+/// The proxy's state: the current snapshot, and the registries that keep endpoint state and
+/// peer connections alive across snapshots.
+#[derive(Debug)]
+pub struct State {
+    current: ArcSwapOption<Snapshot>,
+    endpoints: Mutex<HashMap<SocketAddr, Weak<EndpointState>>>,
+    conns: Mutex<HashMap<SocketAddr, Weak<MeshConn>>>,
+    mesh_port: u16,
+}
+
+impl State {
+    /// Empty state: no config yet. Peer proxies are dialed on `mesh_port` (15008).
+    pub fn new(mesh_port: u16) -> Self {
+        Self {
+            current: ArcSwapOption::empty(),
+            endpoints: Mutex::default(),
+            conns: Mutex::default(),
+            mesh_port,
+        }
+    }
+
+    /// The current snapshot, if a config has arrived. Lock-free.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    /// Builds a snapshot from `config` and makes it current.
+    pub fn update(&self, config: Arc<ProxyConfig>) {
+        let snapshot = self.build(config);
+        self.current.store(Some(Arc::new(snapshot)));
+        self.gc();
+    }
+
+    fn build(&self, config: Arc<ProxyConfig>) -> Snapshot {
+        let mut clusters = HashMap::new();
+        let spec = config.spec();
+        for cluster in &spec.clusters {
+            if let Some(rt) = self.cluster_rt(&config, cluster.clone()) {
+                clusters.insert(cluster.key.clone(), Arc::new(rt));
+            }
+        }
+        for svc in &spec.services {
+            for port in &svc.ports {
+                let key = ClusterKey::new(svc.hostname.clone(), port.port);
+                if clusters.contains_key(&key) {
+                    continue;
+                }
+                let cluster = default_cluster(key.clone());
+                if let Some(rt) = self.cluster_rt(&config, cluster) {
+                    clusters.insert(key, Arc::new(rt));
+                }
+            }
+        }
+        let local = config
+            .workload()
+            .map(PeerMeta::of)
+            .unwrap_or_else(|| PeerMeta {
+                principal: config.identity().as_str().into(),
+                ..PeerMeta::default()
+            });
+        let local_header = crate::http::value_of(&local.header_value());
+        Snapshot {
+            config,
+            clusters,
+            local,
+            local_header,
+            built_at: Instant::now(),
+        }
+    }
+
+    fn cluster_rt(&self, config: &ProxyConfig, cluster: Cluster) -> Option<ClusterRt> {
+        let svc: &Service = config.service(&cluster.key.hostname)?;
+        let port = svc.port(cluster.key.port)?;
+        let connect_timeout = cluster.connection_pool.connect_timeout;
+        let members = config
+            .cluster_endpoints(&cluster)
+            .map(|ep| {
+                let target_port = ep
+                    .ports
+                    .get(&port.port)
+                    .copied()
+                    .unwrap_or(port.target_port);
+                let ip = ep.workload.address;
+                let target = SocketAddr::new(ip, target_port);
+                let (dial, mesh) = if ep.workload.in_mesh {
+                    let dial = SocketAddr::new(ip, self.mesh_port);
+                    (dial, Some(self.conn(dial, connect_timeout)))
+                } else {
+                    (target, None)
+                };
+                Member {
+                    state: self.endpoint_state(dial),
+                    weight: ep.weight.get(),
+                    health: ep.workload.health,
+                    meta: EndpointMeta {
+                        peer: PeerMeta::of(&ep.workload),
+                        target_port,
+                        target,
+                        mesh,
+                    },
+                }
+            })
+            .collect();
+        let balancer = Balancer::new(
+            cluster.load_balancer,
+            cluster.outlier_detection.clone(),
+            members,
+        );
+        Some(ClusterRt {
+            service: svc.hostname.as_str().into(),
+            service_name: svc.name.name.as_str().into(),
+            protocol: port.protocol,
+            cluster,
+            balancer,
+        })
+    }
+
+    fn endpoint_state(&self, addr: SocketAddr) -> Arc<EndpointState> {
+        let mut map = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = map.get(&addr).and_then(Weak::upgrade) {
+            return state;
+        }
+        let state = EndpointState::new(addr);
+        map.insert(addr, Arc::downgrade(&state));
+        state
+    }
+
+    fn conn(&self, addr: SocketAddr, connect_timeout: Duration) -> Arc<MeshConn> {
+        let mut map = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(conn) = map.get(&addr).and_then(Weak::upgrade) {
+            return conn;
+        }
+        let conn = Arc::new(MeshConn::new(addr, connect_timeout));
+        map.insert(addr, Arc::downgrade(&conn));
+        conn
+    }
+
+    /// Forgets registry entries no snapshot uses any more.
+    fn gc(&self) {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, w| w.strong_count() > 0);
+        self.conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, w| w.strong_count() > 0);
+    }
+}
+
+/// The cluster used when config has none for a service port: all endpoints, default
+/// balancing and pool settings, no outlier detection.
+pub fn default_cluster(key: ClusterKey) -> Cluster {
+    Cluster {
+        key,
+        subset_labels: Default::default(),
+        load_balancer: Default::default(),
+        connection_pool: Default::default(),
+        outlier_detection: None,
+        tls: Default::default(),
+    }
+}
