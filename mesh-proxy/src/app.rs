@@ -3,7 +3,11 @@
 //! [`Args`] is the command line (`mesh-proxy run`), parsed once. [`App::build`] binds every
 //! listener (so port 0 works in tests) and returns the addresses it actually bound;
 //! [`App::run`] serves until SIGTERM/SIGINT (or the admin `/quitquitquit`), then stops
-//! accepting, lets in-flight requests finish within the drain timeout, and returns.
+//! accepting, lets in-flight requests finish within the drain timeout, flushes the last
+//! spans, and returns.
+//!
+//! `--trace-collector` turns on distributed tracing ([`crate::telemetry::trace`]), with
+//! `--trace-sampling` percent of new traces recorded (1 % by default, as Istio).
 //!
 //! Until the discovery client lands, config comes from a static file of the domain model
 //! ([`mesh_api::model::ProxyConfigSpec`], YAML or JSON), reloaded when it changes; an invalid
@@ -25,6 +29,7 @@ use crate::proxy::{Limits, Proxy, RetryBudget};
 use crate::state::{MESH_PORT, State};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::trace::{self, Collector, Sampler, Tracer};
 use crate::transport::Direct;
 
 /// `mesh-proxy run`: serve as a sidecar.
@@ -79,6 +84,29 @@ pub struct Args {
     /// How long a client may take to send a request head.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+    /// The OTLP/gRPC collector spans are exported to, `http://HOST[:PORT]` (port 4317 by
+    /// default). Unset: tracing is off — no spans, trace headers pass through untouched.
+    #[arg(
+        long,
+        env = "MESH_TRACE_COLLECTOR",
+        value_name = "URL",
+        value_parser = trace::parse_collector
+    )]
+    pub trace_collector: Option<Collector>,
+    /// Percentage (0-100) of new traces to record. Requests that arrive with a sampling
+    /// decision (W3C `traceparent` flags, B3) keep it.
+    #[arg(
+        long,
+        env = "MESH_TRACE_SAMPLING",
+        value_name = "PERCENT",
+        default_value = "1",
+        value_parser = parse_sampling
+    )]
+    pub trace_sampling: f64,
+}
+
+fn parse_sampling(s: &str) -> Result<f64, trace::Error> {
+    trace::sampler::parse_percent(s)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -174,6 +202,15 @@ impl App {
         } else {
             AccessLog::disabled()
         };
+        let trace_metrics = trace::Metrics::register(&mut registry);
+        let tracer = match &args.trace_collector {
+            Some(collector) => {
+                let sampler = Sampler::new(args.trace_sampling)?;
+                tracing::info!(%collector, sampling_percent = sampler.percent(), "tracing on");
+                Tracer::spawn(collector, sampler, trace_metrics)
+            }
+            None => Tracer::disabled(),
+        };
         let limits = Limits {
             app_host: args.app_host,
             max_header_bytes: args.max_header_bytes,
@@ -231,6 +268,7 @@ impl App {
             direct: Direct::new(limits.connect_timeout, limits.idle_timeout),
             metrics,
             access_log,
+            tracer,
             config: limits,
             graceful: std::sync::Mutex::new(Some(
                 hyper_util::server::graceful::GracefulShutdown::new(),
@@ -362,6 +400,9 @@ impl App {
         .await;
         if drained.is_err() {
             tracing::warn!(?drain, "drain timeout: closing the remaining connections");
+        }
+        if proxy.tracer.is_enabled() && !proxy.tracer.flush(Duration::from_secs(2)).await {
+            tracing::warn!("the last spans were not exported within 2s");
         }
         tracing::info!("proxy stopped");
         Ok(())

@@ -8,6 +8,9 @@
 //!   redirected by the capture rules. The workload's mTLS mode decides: `STRICT` refuses
 //!   them, `PERMISSIVE` and `DISABLE` forward them to the application.
 //!
+//! Both record a server span when tracing is on, and the application receives a
+//! `traceparent` whose parent is that span.
+//!
 //! The application is reached on the configured local address (127.0.0.1 by default, which
 //! the capture rules leave alone). The proxy's own ports are never tunnel targets.
 
@@ -136,6 +139,7 @@ async fn handle_mesh(
     };
     let mut meter = Meter::start(proxy, &snap, Side::Inbound, &req, grpc);
     meter.set_peer(peer, "none");
+    meter.set_peer_address(client);
     let port = req
         .headers()
         .get(mhttp::TARGET_PORT)
@@ -149,7 +153,8 @@ async fn handle_mesh(
         .headers()
         .get(mhttp::ORIG_PROTO)
         .is_some_and(|v| v.as_bytes().starts_with(b"HTTP/1"));
-    let req = req.map(|b| meter.count_request(b, grpc));
+    let mut req = req.map(|b| meter.count_request(b, grpc));
+    meter.propagate(req.headers_mut());
     match to_app(proxy, req, port, !h1).await {
         Ok(res) => meter.respond(res),
         Err(err) => meter.respond_error(&err, grpc),
@@ -318,8 +323,10 @@ async fn serve_captured_conn(
                     };
                     let mut meter = Meter::start(&proxy, &snap, Side::Inbound, &req, grpc);
                     meter.set_peer(PeerMeta::default(), "none");
+                    meter.set_peer_address(client);
                     let h2 = req.version() == Version::HTTP_2;
-                    let req = req.map(|b| meter.count_request(b, grpc));
+                    let mut req = req.map(|b| meter.count_request(b, grpc));
+                    meter.propagate(req.headers_mut());
                     Ok(match to_app(&proxy, req, port, h2).await {
                         Ok(res) => meter.respond(res),
                         Err(err) => meter.respond_error(&err, grpc),

@@ -6,6 +6,11 @@
 //! which carry gRPC's status) is sent, or when the client goes away (`DC`). Response bodies
 //! are wrapped in [`Metered`] for that; bytes and gRPC messages are counted as they pass.
 //! [`TcpMeter`] does the same for an opaque connection.
+//!
+//! With tracing on ([`crate::telemetry::trace`]), a `Meter` also carries the request's span:
+//! started with the meter from the request's trace headers, written into the request that
+//! leaves the proxy by [`Meter::propagate`], and ended (queued for export) when the request
+//! is recorded.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,6 +31,7 @@ use crate::telemetry::access_log::{AccessLog, AccessRecord};
 use crate::telemetry::metrics::{
     Metrics, Reporter, RequestLabels, RequestProtocol, ResponseFlag, SecurityPolicy, TcpLabels,
 };
+use crate::telemetry::trace;
 
 /// Which side of the proxy a request or connection is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +159,7 @@ pub struct Meter {
     request_count: Option<Arc<RequestCount>>,
     retries: u32,
     details: Option<Box<Details>>,
+    span: Option<trace::Span>,
 }
 
 impl Meter {
@@ -193,6 +200,11 @@ impl Meter {
                 labels.destination_service_name = host.split('.').next().unwrap_or(host).into();
             }
         }
+        let kind = match side {
+            Side::Outbound => trace::Kind::Client,
+            Side::Inbound => trace::Kind::Server,
+        };
+        let span = proxy.tracer.start(kind, req, &snap.local);
         let details = proxy.access_log.is_enabled().then(|| {
             let header = |name: &str| {
                 req.headers()
@@ -229,6 +241,22 @@ impl Meter {
             request_count: None,
             retries: 0,
             details,
+            span,
+        }
+    }
+
+    /// Writes the request's trace context (this proxy's span as the parent) into the
+    /// headers of the request leaving the proxy. A no-op when tracing is off.
+    pub fn propagate(&self, headers: &mut http::HeaderMap) {
+        if let Some(span) = &self.span {
+            span.inject(headers);
+        }
+    }
+
+    /// The address the request came from (for the span's `peer.address`).
+    pub fn set_peer_address(&mut self, addr: std::net::SocketAddr) {
+        if let Some(span) = &mut self.span {
+            span.set_peer_address(addr);
         }
     }
 
@@ -246,6 +274,13 @@ impl Meter {
         if let Some(d) = &mut self.details {
             d.upstream_cluster = cluster.cluster.key.to_string();
         }
+        if let Some(span) = &mut self.span {
+            span.set_cluster(
+                &cluster.service,
+                cluster.cluster.key.port,
+                &cluster.cluster.key,
+            );
+        }
     }
 
     /// An endpoint was chosen (on a retry, the last one counts).
@@ -257,6 +292,9 @@ impl Meter {
         l.destination_version = ep.peer.version.clone();
         if let Some(d) = &mut self.details {
             d.upstream_host = addr.to_string();
+        }
+        if let Some(span) = &mut self.span {
+            span.set_upstream(addr);
         }
     }
 
@@ -361,6 +399,20 @@ impl Meter {
             request_messages,
             response_messages,
         );
+        let trace_id = match (&self.details, &self.span) {
+            (Some(_), Some(span)) => span.trace_id().to_string(),
+            _ => String::new(),
+        };
+        if let Some(span) = self.span.take() {
+            span.finish(&trace::Outcome {
+                duration,
+                status_code: self.labels.response_code,
+                grpc_status: self.labels.grpc_response_status,
+                response_flags: self.labels.response_flags,
+                request_bytes,
+                response_bytes,
+            });
+        }
         if let Some(d) = self.details.take() {
             self.access_log.log(&AccessRecord {
                 start_time: d.start_time.unwrap_or_else(SystemTime::now),
@@ -382,7 +434,7 @@ impl Meter {
                 user_agent: d.user_agent,
                 source_principal: self.labels.source_principal.to_string(),
                 destination_principal: String::new(),
-                trace_id: String::new(),
+                trace_id,
             });
         }
     }

@@ -1,5 +1,5 @@
 //! The handle every listener and request shares: config state, connection clients,
-//! telemetry, limits.
+//! telemetry (metrics, access log, tracer), limits.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -12,6 +12,7 @@ use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown};
 use crate::state::State;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::trace::Tracer;
 use crate::transport::Direct;
 
 /// Limits and timeouts of the proxy's HTTP servers and clients.
@@ -55,6 +56,8 @@ pub struct Proxy {
     pub metrics: Metrics,
     /// The access log (a no-op when disabled).
     pub access_log: AccessLog,
+    /// Distributed tracing (a no-op without a collector).
+    pub tracer: Tracer,
     /// Limits and timeouts.
     pub config: Limits,
     /// Tracks HTTP connections for graceful drain; taken when draining starts.

@@ -6,6 +6,9 @@
 //!   number of label sets, rendered for scrapes by [`metrics::SharedRegistry`].
 //! - [`access_log`]: one JSON line per request or TCP connection on stdout, written by a
 //!   background task so the request path never waits on I/O.
+//! - [`trace`]: distributed tracing — a span per request on each side, W3C/B3 context
+//!   joined and propagated, sampled by percentage, exported over OTLP/gRPC by a background
+//!   task; off (and free) without a collector.
 //! - [`init_tracing`]: installs the process-wide `tracing` subscriber (honouring `MESH_LOG`)
 //!   and returns a [`LogHandle`] that the admin server ([`crate::admin`]) uses to read and
 //!   change the filter at run time.
@@ -17,6 +20,7 @@ pub mod access_log;
 pub mod log;
 pub mod metrics;
 mod time;
+pub mod trace;
 
 pub use self::log::{LOG_ENV, LogHandle, init_tracing, subscriber};
 pub use self::time::Rfc3339;

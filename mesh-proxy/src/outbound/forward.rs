@@ -14,6 +14,9 @@
 //!    overall timeout. A retry prefers another endpoint. Only requests whose body is known
 //!    to be small are replayed; others are sent once.
 //! 6. Mirrors get a copy of a percentage of requests, fire-and-forget.
+//!
+//! With tracing on, the request's client span ([`Meter`]) becomes the parent in the
+//! `traceparent` (and B3 headers) of every try and mirror.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,6 +72,7 @@ pub async fn handle(proxy: &Arc<Proxy>, conn: &ConnCtx, req: Request<Incoming>) 
         return mhttp::error_response(&err, grpc);
     };
     let mut meter = Meter::start(proxy, &snap, Side::Outbound, &req, grpc);
+    meter.set_peer_address(conn.client);
     match route_and_forward(proxy, &snap, conn, req, &mut meter).await {
         Ok(Reply::Upstream(res)) => meter.respond(res),
         Ok(Reply::Local(res)) => meter.respond_local(res),
@@ -320,6 +324,7 @@ async fn forward(
         retry.is_some() || !fwd.mirrors.is_empty(),
     )
     .await?;
+    meter.propagate(&mut prepared.headers);
     match &mut prepared.body {
         PreparedBody::Replayable(b) => {
             meter.set_request_bytes(b.as_ref().map_or(0, |b| b.len() as u64));

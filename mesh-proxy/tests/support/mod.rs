@@ -140,11 +140,21 @@ impl Drop for TestProxy {
 /// Starts a proxy for workload address `addr` (its inbound mesh port is `addr:15008`, its
 /// application is on `addr`), with explicit upstream listeners.
 pub async fn proxy(addr: IpAddr, spec: &ProxyConfigSpec, upstreams: &[(&str, u16)]) -> TestProxy {
+    proxy_with(addr, spec, upstreams, |_| {}).await
+}
+
+/// [`proxy`], with `configure` adjusting the arguments (e.g. tracing) before it starts.
+pub async fn proxy_with(
+    addr: IpAddr,
+    spec: &ProxyConfigSpec,
+    upstreams: &[(&str, u16)],
+    configure: impl FnOnce(&mut Args),
+) -> TestProxy {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("proxy.json");
     std::fs::write(&path, serde_json::to_vec_pretty(spec).unwrap()).unwrap();
     let any = |port: u16| SocketAddr::new(addr, port);
-    let args = Args {
+    let mut args = Args {
         config: path,
         outbound_capture: any(0),
         inbound_capture: any(0),
@@ -164,7 +174,10 @@ pub async fn proxy(addr: IpAddr, spec: &ProxyConfigSpec, upstreams: &[(&str, u16
         max_header_bytes: 64 * 1024,
         max_concurrent_streams: 1000,
         header_read_timeout: Duration::from_secs(10),
+        trace_collector: None,
+        trace_sampling: 1.0,
     };
+    configure(&mut args);
     let app = App::build(args, None).await.expect("proxy builds");
     let bound = app.bound().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
