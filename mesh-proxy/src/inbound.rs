@@ -44,7 +44,7 @@ pub async fn serve_mesh(
     proxy: Arc<Proxy>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    accept_loop(listener, shutdown, move |stream, client| {
+    crate::proxy::accept_loop(listener, "inbound", shutdown, move |stream, client| {
         let proxy = proxy.clone();
         async move {
             let svc_proxy = proxy.clone();
@@ -75,7 +75,7 @@ pub async fn serve_captured(
     proxy: Arc<Proxy>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    accept_loop(listener, shutdown, move |stream, client| {
+    crate::proxy::accept_loop(listener, "inbound", shutdown, move |stream, client| {
         let proxy = proxy.clone();
         async move {
             if let Err(e) = serve_captured_conn(proxy, stream, client).await {
@@ -84,32 +84,6 @@ pub async fn serve_captured(
         }
     })
     .await;
-}
-
-async fn accept_loop<F, Fut>(
-    listener: TcpListener,
-    shutdown: impl std::future::Future<Output = ()>,
-    serve: F,
-) where
-    F: Fn(TcpStream, SocketAddr) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, client) = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "inbound accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(serve(stream, client));
-    }
 }
 
 /// The application's address for `port`.

@@ -180,25 +180,12 @@ impl Meter {
         } else {
             RequestProtocol::Http
         };
-        let local = &snap.local;
-        match side {
-            Side::Outbound => {
-                labels.source_workload = local.workload.clone();
-                labels.source_workload_namespace = local.namespace.clone();
-                labels.source_principal = local.principal.clone();
-                labels.source_app = local.app.clone();
-                labels.source_version = local.version.clone();
-            }
-            Side::Inbound => {
-                labels.destination_workload = local.workload.clone();
-                labels.destination_workload_namespace = local.namespace.clone();
-                labels.destination_app = local.app.clone();
-                labels.destination_version = local.version.clone();
-                let authority = mhttp::authority(req).unwrap_or_default();
-                let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
-                labels.destination_service = host.into();
-                labels.destination_service_name = host.split('.').next().unwrap_or(host).into();
-            }
+        labels.set_local(side, &snap.local);
+        if side == Side::Inbound {
+            let authority = mhttp::authority(req).unwrap_or_default();
+            let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+            labels.destination_service = host.into();
+            labels.destination_service_name = host.split('.').next().unwrap_or(host).into();
         }
         let kind = match side {
             Side::Outbound => trace::Kind::Client,
@@ -269,8 +256,7 @@ impl Meter {
 
     /// The destination cluster (service) was chosen.
     pub fn set_cluster(&mut self, cluster: &ClusterRt) {
-        self.labels.destination_service = cluster.service.clone();
-        self.labels.destination_service_name = cluster.service_name.clone();
+        self.labels.set_service(cluster);
         if let Some(d) = &mut self.details {
             d.upstream_cluster = cluster.cluster.key.to_string();
         }
@@ -285,11 +271,7 @@ impl Meter {
 
     /// An endpoint was chosen (on a retry, the last one counts).
     pub fn set_upstream(&mut self, ep: &EndpointMeta, addr: std::net::SocketAddr) {
-        let l = &mut self.labels;
-        l.destination_workload = ep.peer.workload.clone();
-        l.destination_workload_namespace = ep.peer.namespace.clone();
-        l.destination_app = ep.peer.app.clone();
-        l.destination_version = ep.peer.version.clone();
+        self.labels.set_destination(&ep.peer);
         if let Some(d) = &mut self.details {
             d.upstream_host = addr.to_string();
         }
@@ -300,17 +282,7 @@ impl Meter {
 
     /// The calling peer, on the inbound side, and how it connected.
     pub fn set_peer(&mut self, peer: PeerMeta, security: &str) {
-        let l = &mut self.labels;
-        l.source_workload = non_empty(peer.workload);
-        l.source_workload_namespace = non_empty(peer.namespace);
-        l.source_app = non_empty(peer.app);
-        l.source_version = non_empty(peer.version);
-        l.source_principal = non_empty(peer.principal);
-        l.connection_security_policy = match security {
-            "mutual_tls" => SecurityPolicy::MutualTls,
-            "none" => SecurityPolicy::None,
-            _ => SecurityPolicy::Unknown,
-        };
+        self.labels.set_source(peer, security);
     }
 
     /// A fault delay was applied.
@@ -516,6 +488,64 @@ impl Drop for Metered {
     }
 }
 
+/// Filling in the peer parts of a label set; the same for request and TCP labels.
+trait PeerLabels {
+    /// The proxy's own workload, as source (outbound) or destination (inbound).
+    fn set_local(&mut self, side: Side, local: &PeerMeta);
+    /// The destination service.
+    fn set_service(&mut self, cluster: &ClusterRt);
+    /// The chosen endpoint's workload.
+    fn set_destination(&mut self, peer: &PeerMeta);
+    /// The calling workload and how it connected (inbound).
+    fn set_source(&mut self, peer: PeerMeta, security: &str);
+}
+
+macro_rules! peer_labels {
+    ($($t:ty),*) => {$(
+        impl PeerLabels for $t {
+            fn set_local(&mut self, side: Side, local: &PeerMeta) {
+                match side {
+                    Side::Outbound => {
+                        self.source_workload = local.workload.clone();
+                        self.source_workload_namespace = local.namespace.clone();
+                        self.source_principal = local.principal.clone();
+                        self.source_app = local.app.clone();
+                        self.source_version = local.version.clone();
+                    }
+                    Side::Inbound => self.set_destination(local),
+                }
+            }
+
+            fn set_service(&mut self, cluster: &ClusterRt) {
+                self.destination_service = cluster.service.clone();
+                self.destination_service_name = cluster.service_name.clone();
+            }
+
+            fn set_destination(&mut self, peer: &PeerMeta) {
+                self.destination_workload = peer.workload.clone();
+                self.destination_workload_namespace = peer.namespace.clone();
+                self.destination_app = peer.app.clone();
+                self.destination_version = peer.version.clone();
+            }
+
+            fn set_source(&mut self, peer: PeerMeta, security: &str) {
+                self.source_workload = non_empty(peer.workload);
+                self.source_workload_namespace = non_empty(peer.namespace);
+                self.source_app = non_empty(peer.app);
+                self.source_version = non_empty(peer.version);
+                self.source_principal = non_empty(peer.principal);
+                self.connection_security_policy = match security {
+                    "mutual_tls" => SecurityPolicy::MutualTls,
+                    "none" => SecurityPolicy::None,
+                    _ => SecurityPolicy::Unknown,
+                };
+            }
+        }
+    )*};
+}
+
+peer_labels!(RequestLabels, TcpLabels);
+
 /// Follows one opaque TCP connection.
 #[derive(Debug)]
 pub struct TcpMeter {
@@ -532,22 +562,7 @@ impl TcpMeter {
             Side::Outbound => Reporter::Source,
             Side::Inbound => Reporter::Destination,
         });
-        let local = &snap.local;
-        match side {
-            Side::Outbound => {
-                labels.source_workload = local.workload.clone();
-                labels.source_workload_namespace = local.namespace.clone();
-                labels.source_principal = local.principal.clone();
-                labels.source_app = local.app.clone();
-                labels.source_version = local.version.clone();
-            }
-            Side::Inbound => {
-                labels.destination_workload = local.workload.clone();
-                labels.destination_workload_namespace = local.namespace.clone();
-                labels.destination_app = local.app.clone();
-                labels.destination_version = local.version.clone();
-            }
-        }
+        labels.set_local(side, &snap.local);
         Self {
             metrics: proxy.metrics.clone(),
             labels,
@@ -558,32 +573,17 @@ impl TcpMeter {
 
     /// The destination cluster.
     pub fn set_cluster(&mut self, cluster: &ClusterRt) {
-        self.labels.destination_service = cluster.service.clone();
-        self.labels.destination_service_name = cluster.service_name.clone();
+        self.labels.set_service(cluster);
     }
 
     /// The chosen endpoint.
     pub fn set_upstream(&mut self, ep: &EndpointMeta, _addr: std::net::SocketAddr) {
-        let l = &mut self.labels;
-        l.destination_workload = ep.peer.workload.clone();
-        l.destination_workload_namespace = ep.peer.namespace.clone();
-        l.destination_app = ep.peer.app.clone();
-        l.destination_version = ep.peer.version.clone();
+        self.labels.set_destination(&ep.peer);
     }
 
     /// The calling peer (inbound).
     pub fn set_peer(&mut self, peer: PeerMeta, security: &str) {
-        let l = &mut self.labels;
-        l.source_workload = non_empty(peer.workload);
-        l.source_workload_namespace = non_empty(peer.namespace);
-        l.source_app = non_empty(peer.app);
-        l.source_version = non_empty(peer.version);
-        l.source_principal = non_empty(peer.principal);
-        l.connection_security_policy = match security {
-            "mutual_tls" => SecurityPolicy::MutualTls,
-            "none" => SecurityPolicy::None,
-            _ => SecurityPolicy::Unknown,
-        };
+        self.labels.set_source(peer, security);
     }
 
     /// The connection to the upstream is up.

@@ -62,29 +62,16 @@ pub async fn serve(
     target: Target,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, client) = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "outbound accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    crate::proxy::accept_loop(listener, "outbound", shutdown, move |stream, client| {
         let proxy = proxy.clone();
         let target = target.clone();
-        tokio::spawn(async move {
+        async move {
             if let Err(e) = serve_conn(proxy, stream, client, target).await {
                 tracing::debug!(%client, error = %e, "outbound connection ended with an error");
             }
-        });
-    }
+        }
+    })
+    .await;
 }
 
 /// Resolves a connection's destination against the current config.

@@ -112,6 +112,36 @@ impl Proxy {
     }
 }
 
+/// Accepts connections on `listener` until `shutdown` resolves, serving each on its own
+/// task with `TCP_NODELAY` set. Accept errors (EMFILE and friends) back off briefly instead
+/// of spinning.
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: tokio::net::TcpListener,
+    what: &'static str,
+    shutdown: impl std::future::Future<Output = ()>,
+    serve: F,
+) where
+    F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(listener = what, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve(stream, client));
+    }
+}
+
 /// A retry budget (Finagle's and linkerd2-proxy's idea): every request deposits a fraction of
 /// a token, every retry withdraws a whole one, and a small allowance per second keeps
 /// low-traffic services retrying. Retries therefore stay a bounded share of traffic — they

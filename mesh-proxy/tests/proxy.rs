@@ -66,6 +66,12 @@ fn split(v1: u32, v2: u32) -> Vec<RouteTable> {
     )]
 }
 
+async fn metrics(addr: std::net::SocketAddr) -> String {
+    let (status, body, _) = get(&http1_client(), addr, "/metrics", &[]).await;
+    assert_eq!(status, 200);
+    body
+}
+
 fn share_v2(bodies: &[String]) -> f64 {
     bodies.iter().filter(|b| b.starts_with("v2 ")).count() as f64 / bodies.len() as f64
 }
@@ -92,6 +98,37 @@ async fn canary_split_90_10_over_http1_and_http2() {
             .map(|b| b.requests.load(std::sync::atomic::Ordering::Relaxed))
             .sum::<u64>(),
         4000
+    );
+
+    // Golden metrics: the client proxy reports as source with the destination version…
+    let client_metrics = metrics(m.client.bound.metrics).await;
+    let v2_line = client_metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("mesh_requests_total{")
+                && l.contains("reporter=\"source\"")
+                && l.contains("destination_version=\"v2\"")
+                && l.contains("response_code=\"200\"")
+        })
+        .unwrap_or_else(|| panic!("no v2 series in:\n{client_metrics}"));
+    assert!(
+        v2_line.contains("source_workload=\"productpage\""),
+        "{v2_line}"
+    );
+    assert!(
+        v2_line.contains("destination_service=\"reviews.default.svc.cluster.local\""),
+        "{v2_line}"
+    );
+    // …and the server proxy as destination, naming the caller from the mesh headers.
+    let server_metrics = metrics(m._servers[1].bound.metrics).await;
+    assert!(
+        server_metrics
+            .lines()
+            .any(|l| l.starts_with("mesh_requests_total{")
+                && l.contains("reporter=\"destination\"")
+                && l.contains("source_workload=\"productpage\"")
+                && l.contains("destination_workload=\"reviews-v2\"")),
+        "{server_metrics}"
     );
 }
 
