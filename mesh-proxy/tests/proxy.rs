@@ -316,3 +316,35 @@ async fn outlier_detection_stops_sending_to_a_dead_endpoint() {
     // after that every request goes to the live one.
     assert_eq!(failures, 2, "failures before ejection");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrites_replace_the_matched_prefix_or_the_whole_path() {
+    let mut prefixed = forward(vec![(ClusterKey::new(HOST, 9080).with_subset("v1"), 1)]);
+    prefixed.rewrite = Some(Rewrite {
+        uri_prefix: Some("/v2".into()),
+        authority: None,
+    });
+    let mut whole = forward(vec![(ClusterKey::new(HOST, 9080).with_subset("v1"), 1)]);
+    whole.rewrite = Some(Rewrite {
+        uri_prefix: Some("/health".into()),
+        authority: None,
+    });
+    let api = HttpRoute {
+        name: "api".into(),
+        matches: vec![HttpMatch {
+            uri: Some(StringMatch::Prefix("/api".into())),
+            ..HttpMatch::default()
+        }],
+        action: HttpAction::Forward(prefixed),
+    };
+    let routes = vec![route_table(
+        9080,
+        vec![api, catch_all("rest", HttpAction::Forward(whole))],
+    )];
+    let m = mesh(37, Default::default(), routes, AppProtocol::Http).await;
+    let client = http1_client();
+    let (_, body, _) = get(&client, m.client.upstream(), "/api/items?id=7", &[]).await;
+    assert!(body.starts_with("v1 /v2/items "), "{body}");
+    let (_, body, _) = get(&client, m.client.upstream(), "/anything/else", &[]).await;
+    assert!(body.starts_with("v1 /health "), "{body}");
+}

@@ -134,8 +134,9 @@ async fn route_and_forward(
         HttpAction::Forward(fwd) => {
             let prefix = matched.and_then(|m| m.uri.as_ref()).and_then(|u| match u {
                 mesh_api::model::StringMatch::Prefix(p) => Some(p.as_str()),
-                mesh_api::model::StringMatch::Exact(p) => Some(p.as_str()),
-                mesh_api::model::StringMatch::Regex(_) => None,
+                mesh_api::model::StringMatch::Exact(_) | mesh_api::model::StringMatch::Regex(_) => {
+                    None
+                }
             });
             forward(proxy, snap, req, fwd, prefix, meter)
                 .await
@@ -420,7 +421,9 @@ async fn prepare(
             let (p, q) = old
                 .split_once('?')
                 .map_or((old, None), |(p, q)| (p, Some(q)));
-            let rest = matched_prefix.and_then(|m| p.strip_prefix(m)).unwrap_or(p);
+            // The matched prefix is replaced; after an exact or regex match, or with no
+            // `uri` condition at all, the whole path is.
+            let rest = matched_prefix.and_then(|m| p.strip_prefix(m)).unwrap_or("");
             let mut new = format!("{new_prefix}{rest}");
             if new.is_empty() {
                 new.push('/');

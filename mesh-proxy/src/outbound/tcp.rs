@@ -36,7 +36,10 @@ pub async fn forward(
     let key = snap
         .config
         .route_table(service, dest.port)
-        .and_then(|t| t.tcp.first())
+        .and_then(|t| {
+            let labels = snap.config.workload().map(|w| &w.labels);
+            t.tcp.iter().find(|r| tcp_route_matches(r, labels))
+        })
         .and_then(|r| super::forward::pick_backend(&r.backends))
         .map(|b| b.cluster.clone())
         .unwrap_or_else(|| ClusterKey::new(service, dest.port));
@@ -116,4 +119,20 @@ where
             Err(e.into())
         }
     }
+}
+
+/// Whether a TCP route applies to this proxy's connections: no conditions, or a condition
+/// whose source labels the local workload carries. Conditions on TLS SNI names need the
+/// client's handshake, which opaque forwarding does not read, so they never match here.
+fn tcp_route_matches(
+    route: &mesh_api::model::TcpRoute,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+) -> bool {
+    route.matches.is_empty()
+        || route.matches.iter().any(|m| {
+            m.sni_hosts.is_empty()
+                && m.source_labels
+                    .iter()
+                    .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        })
 }
