@@ -300,6 +300,19 @@ impl<T> Balancer<T> {
         self.pick_inner(now, Some(exclude))
     }
 
+    /// Picks the first endpoint for which `wanted` holds, whatever its load or health: for
+    /// destinations that name one endpoint (a headless service's pod address). `None` when
+    /// no endpoint qualifies.
+    pub fn pick_matching(&self, wanted: impl Fn(&Member<T>) -> bool) -> Option<Pick<T>> {
+        let index = self.inner.members.iter().position(wanted)?;
+        self.inner.members[index].state.start();
+        Some(Pick {
+            inner: self.inner.clone(),
+            index,
+            fallback: false,
+        })
+    }
+
     fn pick_inner(&self, now: Instant, exclude: Option<SocketAddr>) -> Option<Pick<T>> {
         let (index, tier) = self.inner.choose(now, exclude)?;
         self.inner.members[index].state.start();

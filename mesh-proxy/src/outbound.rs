@@ -53,6 +53,9 @@ pub struct Destination {
     pub original: Option<SocketAddr>,
     /// The port's declared protocol.
     pub protocol: AppProtocol,
+    /// For a headless service: the endpoint address the client dialed, which must be the one
+    /// that serves it (a StatefulSet pod, say) rather than any endpoint of the service.
+    pub pinned: Option<SocketAddr>,
 }
 
 /// Accepts connections until `shutdown` resolves, serving each on its own task.
@@ -89,6 +92,7 @@ fn resolve(proxy: &Proxy, stream: &TcpStream, target: &Target) -> std::io::Resul
                 port: *port,
                 original: None,
                 protocol,
+                pinned: None,
             })
         }
         Target::Captured => {
@@ -96,19 +100,30 @@ fn resolve(proxy: &Proxy, stream: &TcpStream, target: &Target) -> std::io::Resul
             let found = snapshot
                 .as_ref()
                 .and_then(|s| s.config.service_by_addr(original))
-                .map(|(svc, port)| (Arc::<str>::from(svc.hostname.as_str()), port.protocol));
+                .map(|(svc, port)| {
+                    let headless = svc.kind == mesh_api::model::ServiceKind::Headless;
+                    (
+                        Arc::<str>::from(svc.hostname.as_str()),
+                        port.port,
+                        port.protocol,
+                        headless,
+                    )
+                });
             Ok(match found {
-                Some((service, protocol)) => Destination {
+                // The service port (a headless service may be dialed on its target port).
+                Some((service, port, protocol, headless)) => Destination {
                     service: Some(service),
-                    port: original.port(),
+                    port,
                     original: Some(original),
                     protocol,
+                    pinned: headless.then_some(original),
                 },
                 None => Destination {
                     service: None,
                     port: original.port(),
                     original: Some(original),
                     protocol: AppProtocol::Tcp,
+                    pinned: None,
                 },
             })
         }

@@ -28,13 +28,28 @@ pub(crate) struct Args {
     pub(crate) tests_only: bool,
 }
 
-/// The Debian packages the tests need, with a binary that shows each is present.
+/// The Debian packages the tests need, with a binary on PATH (or an absolute path) that
+/// shows each is present. The end-to-end tests run real third-party clients and servers:
+/// curl, Python grpcio, redis, Prometheus.
 const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("iptables", "iptables"),
     ("nsenter", "util-linux"),
     ("setpriv", "util-linux"),
     ("curl", "curl"),
+    ("/usr/bin/python3", "python3"),
+    (
+        "/usr/lib/python3/dist-packages/grpc/__init__.py",
+        "python3-grpcio",
+    ),
+    (
+        "/usr/lib/python3/dist-packages/grpc_tools/__init__.py",
+        "python3-grpc-tools",
+    ),
+    ("redis-server", "redis-server"),
+    ("redis-cli", "redis-tools"),
+    ("prometheus", "prometheus"),
+    ("promtool", "prometheus"),
 ];
 
 /// Runs all CI steps from the workspace root.
@@ -129,6 +144,9 @@ fn tests(root: &Path) -> anyhow::Result<()> {
 }
 
 fn which(bin: &str) -> bool {
+    if bin.starts_with('/') {
+        return Path::new(bin).exists();
+    }
     std::env::var_os("PATH").is_some_and(|paths| {
         std::env::split_paths(&paths).any(|dir| dir.join(bin).is_file())
             || ["/usr/sbin", "/sbin"]
@@ -150,6 +168,7 @@ fn prerequisites(install: bool) -> anyhow::Result<()> {
         .filter(|(bin, _)| !which(bin))
         .map(|(_, pkg)| *pkg)
         .collect();
+    missing.sort_unstable();
     missing.dedup();
     if missing.is_empty() {
         println!(

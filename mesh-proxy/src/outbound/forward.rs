@@ -102,7 +102,7 @@ async fn route_and_forward(
         // No routing rules: the service's default cluster.
         let key = ClusterKey::new(service.to_string(), port);
         let fwd = default_forward(key);
-        return forward(proxy, snap, req, &fwd, None, meter)
+        return forward(proxy, snap, req, &fwd, None, conn.dest.pinned, meter)
             .await
             .map(Reply::Upstream);
     };
@@ -138,7 +138,7 @@ async fn route_and_forward(
                     None
                 }
             });
-            forward(proxy, snap, req, fwd, prefix, meter)
+            forward(proxy, snap, req, fwd, prefix, conn.dest.pinned, meter)
                 .await
                 .map(Reply::Upstream)
         }
@@ -193,6 +193,8 @@ fn redirect<B>(req: &Request<B>, r: &mesh_api::model::Redirect, authority: &str)
 
 /// A request ready to send (or re-send): its head and, when replayable, its body bytes.
 struct Prepared {
+    /// The one endpoint (by address) the request must go to, for headless services.
+    pinned: Option<SocketAddr>,
     method: Method,
     path: PathAndQuery,
     authority: Authority,
@@ -278,6 +280,7 @@ async fn forward(
     req: Request<Incoming>,
     fwd: &Forward,
     matched_prefix: Option<&str>,
+    pinned: Option<SocketAddr>,
     meter: &mut Meter,
 ) -> Result<Response<Incoming>, ProxyError> {
     let grpc = mhttp::is_grpc(req.headers());
@@ -325,6 +328,7 @@ async fn forward(
         retry.is_some() || !fwd.mirrors.is_empty(),
     )
     .await?;
+    prepared.pinned = pinned;
     meter.propagate(&mut prepared.headers);
     match &mut prepared.body {
         PreparedBody::Replayable(b) => {
@@ -461,6 +465,7 @@ async fn prepare(
         PreparedBody::Stream(Some(Body::Incoming(body)))
     };
     Ok(Prepared {
+        pinned: None,
         method: parts.method,
         path,
         authority,
@@ -580,9 +585,13 @@ async fn try_once(
     meter: &mut Meter,
 ) -> TryResult {
     let now = Instant::now();
-    let pick = match exclude {
-        Some(addr) => cluster.balancer.pick_excluding(now, addr),
-        None => cluster.balancer.pick(now),
+    let pick = match (prepared.pinned, exclude) {
+        // A headless service's pod: that endpoint and no other, on every try.
+        (Some(pinned), _) => cluster
+            .balancer
+            .pick_matching(|m| m.meta.target.ip() == pinned.ip()),
+        (None, Some(addr)) => cluster.balancer.pick_excluding(now, addr),
+        (None, None) => cluster.balancer.pick(now),
     }
     .ok_or_else(|| (ProxyError::NoHealthyUpstream(service_port(cluster)), None))?;
     let ep = pick.member().meta.clone();

@@ -49,7 +49,14 @@ pub async fn forward(
     let mut meter = TcpMeter::start(proxy, &snap, Side::Outbound);
     meter.set_cluster(&cluster);
     let now = Instant::now();
-    let Some(pick) = cluster.balancer.pick(now) else {
+    let pick = match dest.pinned {
+        // A headless service's pod: that endpoint and no other.
+        Some(pinned) => cluster
+            .balancer
+            .pick_matching(|m| m.meta.target.ip() == pinned.ip()),
+        None => cluster.balancer.pick(now),
+    };
+    let Some(pick) = pick else {
         meter.fail(crate::telemetry::metrics::ResponseFlag::NoHealthyUpstream);
         anyhow::bail!("no healthy upstream for {service}:{}", dest.port);
     };
