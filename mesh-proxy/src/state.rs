@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -103,6 +104,47 @@ pub struct ClusterRt {
     pub protocol: AppProtocol,
     /// The endpoints and their picker.
     pub balancer: Balancer<EndpointMeta>,
+    /// Requests in flight to the cluster, for the `maxRequests` limit.
+    in_flight: AtomicU32,
+}
+
+impl ClusterRt {
+    /// Takes a request slot under the cluster's `connectionPool` limit (`maxRequests` plus
+    /// `maxPending`: with multiplexed HTTP/2 to peers, requests never wait for a
+    /// connection, so the two together bound what may be outstanding). `None` means the
+    /// cluster is full: the request fails fast with `UO` instead of piling onto a struggling
+    /// service. The slot is held until the response head arrives. The count starts afresh
+    /// with each config snapshot.
+    pub fn acquire(self: &Arc<Self>) -> Option<RequestSlot> {
+        let pool = &self.cluster.connection_pool;
+        if let Some(max) = pool.max_requests {
+            let limit = max
+                .get()
+                .saturating_add(pool.max_pending.map_or(0, |p| p.get()));
+            let prev = self.in_flight.fetch_add(1, Ordering::AcqRel);
+            if prev >= limit {
+                self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                return None;
+            }
+        }
+        Some(RequestSlot {
+            cluster: pool.max_requests.is_some().then(|| self.clone()),
+        })
+    }
+}
+
+/// A request's place under its cluster's limit; released on drop.
+#[derive(Debug)]
+pub struct RequestSlot {
+    cluster: Option<Arc<ClusterRt>>,
+}
+
+impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        if let Some(c) = &self.cluster {
+            c.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 /// One consistent view of config and runtime objects.
@@ -242,6 +284,7 @@ impl State {
             protocol: port.protocol,
             cluster,
             balancer,
+            in_flight: AtomicU32::new(0),
         })
     }
 

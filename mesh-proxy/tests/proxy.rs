@@ -348,3 +348,62 @@ async fn rewrites_replace_the_matched_prefix_or_the_whole_path() {
     let (_, body, _) = get(&client, m.client.upstream(), "/anything/else", &[]).await;
     assert!(body.starts_with("v1 /health "), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_pool_limit_fails_fast_with_overflow() {
+    let net = 38;
+    let server = workload("reviews-v1", ip(net, 2), "reviews", "v1", true);
+    let me = workload("productpage", ip(net, 1), "productpage", "v1", true);
+    let services = vec![service(9080, 8080, AppProtocol::Http)];
+    let eps = vec![endpoints(vec![server.clone()])];
+    let mut cluster = mesh_proxy::state::default_cluster(ClusterKey::new(HOST, 9080));
+    cluster.connection_pool.max_requests = std::num::NonZeroU32::new(1);
+    let slow = Behavior {
+        delay: Duration::from_millis(500),
+        ..Behavior::default()
+    };
+    let _b = backend(std::net::SocketAddr::new(ip(net, 2), 8080), "v1", slow).await;
+    let s = spec(
+        server.clone(),
+        services.clone(),
+        eps.clone(),
+        Vec::new(),
+        vec![cluster.clone()],
+    );
+    let _server = proxy(server.address, &s, &[]).await;
+    let c = spec(me.clone(), services, eps, Vec::new(), vec![cluster]);
+    let client_proxy = proxy(me.address, &c, &[(HOST, 9080)]).await;
+    let addr = client_proxy.upstream();
+    let first = tokio::spawn(async move { get(&http1_client(), addr, "/slow", &[]).await });
+    // While the first request holds the only slot, a second one overflows at once.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let started = std::time::Instant::now();
+    let (status, _, headers) = get(&http1_client(), addr, "/second", &[]).await;
+    assert_eq!(status, 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        headers["x-mesh-error"]
+            .to_str()
+            .unwrap()
+            .starts_with("upstream overflow"),
+        "{headers:?}"
+    );
+    let (status, _, _) = first.await.unwrap();
+    assert_eq!(status, 200);
+    // The slot is free again.
+    let (status, _, _) = get(&http1_client(), addr, "/third", &[]).await;
+    assert_eq!(status, 200);
+    let m = get(&http1_client(), client_proxy.bound.metrics, "/metrics", &[])
+        .await
+        .1;
+    assert!(
+        m.lines().any(|l| l.starts_with("mesh_requests_total{")
+            && l.contains("response_flags=\"UO\"")
+            && l.ends_with(" 1")),
+        "{m}"
+    );
+}

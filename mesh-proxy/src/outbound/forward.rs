@@ -316,6 +316,9 @@ async fn forward(
         .ok_or_else(|| ProxyError::NoCluster(backend.cluster.to_string()))?
         .clone();
     meter.set_cluster(&cluster);
+    let _slot = cluster
+        .acquire()
+        .ok_or_else(|| ProxyError::Overflow(service_port(&cluster)))?;
 
     let retry = fwd
         .retry
