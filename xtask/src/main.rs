@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod ci;
 mod codegen;
 
@@ -29,12 +30,15 @@ enum Command {
     Codegen(codegen::Args),
     /// Run every CI check: fmt, clippy, codegen --check, tests (MESH_E2E=require), doc tests.
     Ci(ci::Args),
+    /// Data-plane benchmark: latency, throughput, CPU and RSS of mesh vs direct vs HAProxy.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Codegen(args) => codegen::run(&codegen::workspace_root(), args.check),
         Command::Ci(args) => ci::run(&codegen::workspace_root(), &args),
+        Command::Bench(args) => bench::run(&codegen::workspace_root(), &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
