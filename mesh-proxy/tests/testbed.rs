@@ -42,6 +42,8 @@ mod grpc;
 mod harness;
 #[path = "testbed/http.rs"]
 mod http;
+#[path = "support/otlp.rs"]
+mod otlp;
 #[path = "testbed/prometheus.rs"]
 mod prometheus;
 #[path = "testbed/resilience.rs"]
@@ -50,3 +52,5 @@ mod resilience;
 mod routing;
 #[path = "testbed/tcp.rs"]
 mod tcp;
+#[path = "testbed/tracing.rs"]
+mod tracing;

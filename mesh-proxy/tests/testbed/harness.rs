@@ -255,6 +255,11 @@ impl Mesh {
     /// [`Mesh::sidecar`] with a config of the test's own: the pod is the one named after
     /// `spec.workload`.
     pub(crate) fn sidecar_spec(&mut self, spec: &ProxyConfigSpec) {
+        self.sidecar_spec_with(spec, &[]);
+    }
+
+    /// [`Mesh::sidecar_spec`] with extra `mesh-proxy run` arguments.
+    pub(crate) fn sidecar_spec_with(&mut self, spec: &ProxyConfigSpec, extra: &[&str]) {
         let workload = spec
             .workload
             .as_ref()
@@ -288,6 +293,7 @@ impl Mesh {
         cmd.arg("run")
             .arg("--config")
             .arg(&config)
+            .args(extra)
             .env("MESH_LOG", "info");
         let process = spawn_logged(&pod, &mut cmd, &log);
         self.sidecars.push(Guarded {
