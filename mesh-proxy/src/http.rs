@@ -13,6 +13,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body::{Frame, SizeHint};
 
 pub mod error;
+pub mod replay;
 
 pub use error::{ProxyError, error_response};
 
@@ -38,6 +39,8 @@ pub enum Body {
     Counted(Box<crate::meter::CountedBody>),
     /// A streaming response body that records its request's metrics when it ends.
     Metered(Box<crate::meter::Metered>),
+    /// A streaming request body copied for a possible retry.
+    Tee(Box<replay::TeeBody>),
     /// No body.
     #[default]
     Empty,
@@ -73,6 +76,7 @@ impl http_body::Body for Body {
             Body::Incoming(b) => Pin::new(b).poll_frame(cx),
             Body::Counted(b) => Pin::new(b.as_mut()).poll_frame(cx),
             Body::Metered(b) => Pin::new(b.as_mut()).poll_frame(cx),
+            Body::Tee(b) => Pin::new(b.as_mut()).poll_frame(cx),
             Body::Full(b) => Poll::Ready(b.take().map(|bytes| Ok(Frame::data(bytes)))),
             Body::Empty => Poll::Ready(None),
         }
@@ -83,6 +87,7 @@ impl http_body::Body for Body {
             Body::Incoming(b) => b.is_end_stream(),
             Body::Counted(b) => b.is_end_stream(),
             Body::Metered(b) => b.is_end_stream(),
+            Body::Tee(b) => b.is_end_stream(),
             Body::Full(b) => b.is_none(),
             Body::Empty => true,
         }
@@ -93,6 +98,7 @@ impl http_body::Body for Body {
             Body::Incoming(b) => b.size_hint(),
             Body::Counted(b) => b.size_hint(),
             Body::Metered(b) => b.size_hint(),
+            Body::Tee(b) => b.size_hint(),
             Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Body::Full(None) | Body::Empty => SizeHint::with_exact(0),
         }

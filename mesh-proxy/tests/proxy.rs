@@ -407,3 +407,73 @@ async fn connection_pool_limit_fails_fast_with_overflow() {
         "{m}"
     );
 }
+
+/// A request body of unknown length, as gRPC clients send (no `content-length`).
+struct Unsized(Option<bytes::Bytes>);
+
+impl http_body::Body for Unsized {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.take().map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_bodies_of_unknown_length_are_replayed_on_retry() {
+    let mut fwd = forward(vec![(ClusterKey::new(HOST, 9080), 1)]);
+    fwd.retry = Some(RetryPolicy {
+        attempts: 3,
+        per_try_timeout: None,
+        retry_on: [RetryCondition::Status5xx].into_iter().collect(),
+        backoff: Backoff {
+            base_interval: Duration::from_millis(1),
+            max_interval: Duration::from_millis(5),
+        },
+        budget: None,
+    });
+    let routes = vec![route_table(
+        9080,
+        vec![catch_all("retry", HttpAction::Forward(fwd))],
+    )];
+    let flaky = Behavior {
+        fail_ratio: 0.3,
+        ..Behavior::default()
+    };
+    let m = mesh(39, [flaky.clone(), flaky], routes, AppProtocol::Http).await;
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build::<_, Unsized>(connector);
+    let n: u32 = 200;
+    let mut ok = 0;
+    for i in 0..n {
+        let req = http::Request::post(format!("http://{}/upload/{i}", m.client.upstream()))
+            .header("host", "reviews:9080")
+            .body(Unsized(Some(bytes::Bytes::from(vec![b'x'; 1000]))))
+            .unwrap();
+        assert!(req.headers().get("content-length").is_none());
+        let res = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+            .await
+            .expect("in time")
+            .expect("a response");
+        if res.status() == 200 {
+            ok += 1;
+        }
+    }
+    assert!(
+        f64::from(ok) / f64::from(n) >= 0.99,
+        "{ok} of {n} succeeded"
+    );
+    let tries: u64 = m
+        .backends
+        .iter()
+        .map(|b| b.requests.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    assert!(tries > u64::from(n) + 40, "backends saw {tries} tries");
+}

@@ -11,8 +11,10 @@
 //!    15008, target port in a header), or straight to the endpoint when it has no proxy.
 //! 5. Retries on the route's `retryOn` conditions, bounded by attempts, a per-try timeout, a
 //!    retry budget (so retries cannot multiply load during an outage), and the route's
-//!    overall timeout. A retry prefers another endpoint. Only requests whose body is known
-//!    to be small are replayed; others are sent once.
+//!    overall timeout. A retry prefers another endpoint. Bodies of known small size are
+//!    buffered; bodies of unknown size (gRPC) stream to the first try while a copy is kept
+//!    ([`crate::http::replay`]), so a retry can replay them when they ended within
+//!    [`MAX_REPLAY_BYTES`]; larger bodies are sent once.
 //! 6. Mirrors get a copy of a percentage of requests, fire-and-forget.
 //!
 //! With tracing on, the request's client span ([`Meter`]) becomes the parent in the
@@ -37,6 +39,7 @@ use mesh_api::model::{
 use super::Destination;
 use super::route::{self, RequestView, Selected, SourceView};
 use crate::balance::Outcome;
+use crate::http::replay::{ReplayBuffer, TeeBody};
 use crate::http::{self as mhttp, Body, ProxyError};
 use crate::meter::{Meter, Side};
 use crate::proxy::Proxy;
@@ -208,11 +211,18 @@ enum PreparedBody {
     Replayable(Option<Bytes>),
     /// Streaming: can be sent once.
     Stream(Option<Body>),
+    /// Streaming to the first try while a copy is kept: later tries replay the copy when
+    /// the body ended within [`MAX_REPLAY_BYTES`].
+    Tee(Option<Body>, Arc<ReplayBuffer>),
 }
 
 impl Prepared {
     fn can_replay(&self) -> bool {
-        matches!(self.body, PreparedBody::Replayable(_))
+        match &self.body {
+            PreparedBody::Replayable(_) => true,
+            PreparedBody::Stream(_) => false,
+            PreparedBody::Tee(_, copy) => copy.is_replayable(),
+        }
     }
 
     /// The request for one try. `None` when the body was already consumed by a try.
@@ -225,6 +235,10 @@ impl Prepared {
         let body = match &mut self.body {
             PreparedBody::Replayable(b) => b.clone().map_or(Body::Empty, Body::full),
             PreparedBody::Stream(b) => b.take()?,
+            PreparedBody::Tee(first, copy) => match first.take() {
+                Some(b) => b,
+                None => copy.replay()?,
+            },
         };
         let mut headers = self.headers.clone();
         let (uri_authority, version) = match &ep.mesh {
@@ -342,6 +356,16 @@ async fn forward(
                 *b = Some(meter.count_request(incoming, grpc));
             }
         }
+        PreparedBody::Tee(..) => {}
+    }
+    // A retry may need the streamed body again: keep a copy as it streams.
+    if retry.is_some()
+        && let PreparedBody::Stream(b) = &mut prepared.body
+        && let Some(body) = b.take()
+    {
+        let copy = ReplayBuffer::new(MAX_REPLAY_BYTES as usize);
+        let tee = Body::Tee(Box::new(TeeBody::new(body, copy.clone())));
+        prepared.body = PreparedBody::Tee(Some(tee), copy);
     }
 
     // Mirrors: a copy to each mirror cluster, when the body can be copied.
