@@ -717,31 +717,16 @@ fn fault(cx: &mut Cx<'_>, f: &cfg::HttpFaultInjection, what: &str) -> Option<Fau
     (delay.is_some() || abort.is_some()).then_some(Fault { delay, abort })
 }
 
-/// A gRPC status by name (`UNAVAILABLE`) or number, 1-16.
+/// A gRPC status by name (`UNAVAILABLE`, as `mesh_api::config::validate::GRPC_STATUS`
+/// lists them) or number, 1-16.
 fn grpc_code(name: &str) -> Option<u8> {
-    const NAMES: [&str; 16] = [
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
     let code = match name.parse::<u8>() {
         Ok(n) => n,
         Err(_) => {
-            let i = NAMES.iter().position(|n| n.eq_ignore_ascii_case(name))?;
-            u8::try_from(i + 1).ok()?
+            let i = mesh_api::config::validate::GRPC_STATUS
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(name))?;
+            u8::try_from(i).ok()?
         }
     };
     (1..=16).contains(&code).then_some(code)
