@@ -68,10 +68,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn run_proxy(args: app::Args) -> anyhow::Result<()> {
     let log = telemetry::log::init_tracing("info", false).ok();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("mesh-proxy")
-        .build()?;
+    let runtime = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("mesh-proxy")
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(args.threads))
+            .enable_all()
+            .thread_name("mesh-proxy")
+            .build()?
+    };
     runtime.block_on(async move {
         let app = app::App::build(args, log).await?;
         app.run(shutdown_signal()).await

@@ -176,6 +176,7 @@ pub async fn proxy_with(
         max_header_bytes: 64 * 1024,
         max_concurrent_streams: 1000,
         header_read_timeout: Duration::from_secs(10),
+        threads: 1,
         trace_collector: None,
         trace_sampling: 1.0,
     };
