@@ -12,7 +12,7 @@
 //! - **Routes** (sidecars): per host, the first visible VirtualService; else the
 //!   applicable GAMMA routes. Route tables answer to the FQDN, `<name>.<ns>`,
 //!   `<name>.<ns>.svc`, the short name (same namespace only) and each IPv4 VIP. Gateway
-//!   proxies get [`gateway_routes`] instead.
+//!   proxies get none yet (gateway mode comes with the ingress gateway).
 //! - **Security**: the inbound mTLS policy and authorization policies of the workload.
 //!
 //! Every list is sorted, so the same inputs give the same JSON.
@@ -84,9 +84,9 @@ pub(super) fn build(settings: &Settings, state: &State, node: &Node) -> ProxyCon
         }
         spec.services.push(svc);
     }
-    if node.mode == ProxyMode::Gateway {
-        spec.routes = gateway_routes(settings, state, node);
-    }
+    // Gateway proxies get no route tables yet: the gateway mode (our Gateway and the
+    // VirtualServices bound to it, Gateway API Gateways and their routes) arrives with the
+    // ingress gateway work, and until then a gateway routes nothing rather than guessing.
 
     spec.inbound = security::inbound_policy(
         &state.peer_authentications,
@@ -210,14 +210,4 @@ fn dedupe_route_hosts(routes: &mut Vec<RouteTable>) {
         }
         true
     });
-}
-
-/// The route tables of a gateway proxy.
-///
-/// This is the hook for ingress gateways: Gateways (ours, selecting the node's labels) and
-/// the VirtualServices bound to them, and Gateway API routes attached to Gateway API
-/// Gateways. Gateway mode is not implemented in the proxy yet, so a gateway gets the
-/// mesh's services, endpoints and clusters but no routes.
-fn gateway_routes(_settings: &Settings, _state: &State, _node: &Node) -> Vec<RouteTable> {
-    Vec::new()
 }
