@@ -6,5 +6,8 @@
 //!
 //! - [`index`]: the translation from user config (our CRDs, Kubernetes Services, Gateway
 //!   API routes) to the domain model, per proxy; pure, no I/O.
+//! - [`registry`]: where user config comes from; [`registry::local`] reads a directory of
+//!   YAML, validates it, and keeps the last good set when an edit breaks it.
 
 pub mod index;
+pub mod registry;
