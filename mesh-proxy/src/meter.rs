@@ -208,11 +208,7 @@ impl Meter {
                     .path_and_query()
                     .map_or("/", |p| p.as_str())
                     .to_string(),
-                protocol: match req.version() {
-                    http::Version::HTTP_2 => "HTTP/2",
-                    http::Version::HTTP_10 => "HTTP/1.0",
-                    _ => "HTTP/1.1",
-                },
+                protocol: crate::telemetry::access_log::version_str(req.version()),
                 authority: mhttp::authority(req).unwrap_or_default().to_string(),
                 request_id: header("x-request-id"),
                 user_agent: header("user-agent"),

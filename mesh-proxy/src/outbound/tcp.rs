@@ -23,7 +23,7 @@ use crate::transport;
 /// Forwards an opaque connection to the destination service.
 pub async fn forward(
     proxy: &Arc<Proxy>,
-    mut client: TcpStream,
+    client: TcpStream,
     _client_addr: SocketAddr,
     dest: &Destination,
 ) -> anyhow::Result<()> {
@@ -67,33 +67,39 @@ pub async fn forward(
         Some(conn) => {
             let mut headers = http::HeaderMap::new();
             headers.insert(crate::http::PEER, snap.local_header.clone());
-            match conn.tunnel(&ep.target.to_string(), headers).await {
-                Ok(mut upstream) => {
-                    pick.finish(Outcome::Success, started.elapsed(), Instant::now());
-                    meter.opened();
-                    copy(&mut client, &mut upstream, &mut meter).await
-                }
-                Err(e) => {
-                    pick.finish(Outcome::ConnectFailure, started.elapsed(), Instant::now());
-                    meter.fail(crate::telemetry::metrics::ResponseFlag::UpstreamConnectionFailure);
-                    Err(e.into())
-                }
-            }
+            let upstream = conn.tunnel(&ep.target.to_string(), headers).await;
+            relay(client, upstream, pick, started, &mut meter).await
         }
         None => {
             let timeout = cluster.cluster.connection_pool.connect_timeout;
-            match transport::connect_tcp(ep.target, timeout).await {
-                Ok(mut upstream) => {
-                    pick.finish(Outcome::Success, started.elapsed(), Instant::now());
-                    meter.opened();
-                    copy(&mut client, &mut upstream, &mut meter).await
-                }
-                Err(e) => {
-                    pick.finish(Outcome::ConnectFailure, started.elapsed(), Instant::now());
-                    meter.fail(crate::telemetry::metrics::ResponseFlag::UpstreamConnectionFailure);
-                    Err(e.into())
-                }
-            }
+            let upstream = transport::connect_tcp(ep.target, timeout).await;
+            relay(client, upstream, pick, started, &mut meter).await
+        }
+    }
+}
+
+/// Reports how connecting to the chosen endpoint went, then relays the bytes.
+async fn relay<U, E>(
+    mut client: TcpStream,
+    upstream: Result<U, E>,
+    pick: crate::balance::Pick<crate::state::EndpointMeta>,
+    started: Instant,
+    meter: &mut TcpMeter,
+) -> anyhow::Result<()>
+where
+    U: AsyncRead + AsyncWrite + Unpin,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match upstream {
+        Ok(mut upstream) => {
+            pick.finish(Outcome::Success, started.elapsed(), Instant::now());
+            meter.opened();
+            copy(&mut client, &mut upstream, meter).await
+        }
+        Err(e) => {
+            pick.finish(Outcome::ConnectFailure, started.elapsed(), Instant::now());
+            meter.fail(crate::telemetry::metrics::ResponseFlag::UpstreamConnectionFailure);
+            Err(e.into())
         }
     }
 }

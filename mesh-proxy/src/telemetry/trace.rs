@@ -282,11 +282,7 @@ impl Tracer {
                         .path_and_query()
                         .map_or("/", |p| p.as_str())
                         .to_string(),
-                    protocol: match req.version() {
-                        http::Version::HTTP_2 => "HTTP/2",
-                        http::Version::HTTP_10 => "HTTP/1.0",
-                        _ => "HTTP/1.1",
-                    },
+                    protocol: crate::telemetry::access_log::version_str(req.version()),
                     trace_state,
                     name: None,
                     upstream_cluster: String::new(),
