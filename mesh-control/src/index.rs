@@ -53,11 +53,14 @@ mod workloads;
 #[cfg(test)]
 mod tests;
 
-use std::{collections::BTreeMap, fmt};
+use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use mesh_api::{
     config::{Resource, ResourceKind},
-    model::{Node, ProxyConfigSpec, Workload},
+    model::{
+        AuthorizationPolicy, Cluster, EndpointSet, InboundPolicy, Node, ProxyConfigSpec, ProxyMode,
+        RouteTable, Service, Workload,
+    },
     spiffe,
 };
 
@@ -119,10 +122,78 @@ type Key = (ResourceKind, String, String);
 /// translation of them. See the [module docs](self).
 #[derive(Debug)]
 pub struct Index {
-    settings: Settings,
+    settings: Arc<Settings>,
     resources: BTreeMap<Key, Resource>,
-    state: State,
+    state: Arc<State>,
     version: u64,
+}
+
+/// An immutable view of the index at one version: cheap to clone and to share across
+/// threads, so the discovery server computes configs without holding the index.
+#[derive(Debug, Clone)]
+pub struct View {
+    settings: Arc<Settings>,
+    state: Arc<State>,
+    version: u64,
+}
+
+/// The part of a proxy's config that depends only on its namespace and mode, so one
+/// computation serves every proxy of that scope.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScopeConfig {
+    /// Services visible from the namespace.
+    pub services: Vec<Service>,
+    /// Their endpoints.
+    pub endpoints: Vec<EndpointSet>,
+    /// Their clusters, with the DestinationRules that win for the namespace.
+    pub clusters: Vec<Cluster>,
+    /// Route tables (sidecars only).
+    pub routes: Vec<RouteTable>,
+}
+
+/// The part of a proxy's config that is its own.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OwnConfig {
+    /// Its workload, when the node names a known one holding the node's identity.
+    pub workload: Option<Workload>,
+    /// Its inbound mTLS policy.
+    pub inbound: InboundPolicy,
+    /// The authorization policies selecting it.
+    pub authorization: Vec<AuthorizationPolicy>,
+}
+
+// === impl View ===
+
+impl View {
+    /// The version of the index this view was taken at.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The full config of the proxy `node` describes; see [`Index::proxy_config`].
+    pub fn proxy_config(&self, node: &Node) -> ProxyConfigSpec {
+        proxy::build(&self.settings, &self.state, node)
+    }
+
+    /// The scope part of the config of proxies in `namespace` running as `mode`.
+    pub fn scope_config(&self, namespace: &str, mode: ProxyMode) -> ScopeConfig {
+        proxy::scope(&self.settings, &self.state, namespace, mode)
+    }
+
+    /// The proxy's own part of its config.
+    pub fn own_config(&self, node: &Node) -> OwnConfig {
+        proxy::own(&self.settings, &self.state, node)
+    }
+
+    /// Every known workload, ordered by uid.
+    pub fn workloads(&self) -> impl Iterator<Item = &Workload> {
+        self.state.workloads.values().map(|w| &w.workload)
+    }
+
+    /// Translation problems, sorted by resource.
+    pub fn warnings(&self) -> &[IndexWarning] {
+        &self.state.warnings
+    }
 }
 
 // === impl Index ===
@@ -130,9 +201,9 @@ pub struct Index {
 impl Index {
     /// An empty index.
     pub fn new(settings: Settings) -> Self {
-        let state = State::build(&settings, std::iter::empty());
+        let state = Arc::new(State::build(&settings, std::iter::empty()));
         Self {
-            settings,
+            settings: Arc::new(settings),
             resources: BTreeMap::new(),
             state,
             version: 0,
@@ -183,6 +254,25 @@ impl Index {
         proxy::build(&self.settings, &self.state, node)
     }
 
+    /// An immutable view of the current state, for computing configs elsewhere.
+    pub fn view(&self) -> View {
+        View {
+            settings: self.settings.clone(),
+            state: self.state.clone(),
+            version: self.version,
+        }
+    }
+
+    /// How many resources the index holds.
+    pub fn len(&self) -> usize {
+        self.resources.len()
+    }
+
+    /// Whether the index holds no resources.
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty()
+    }
+
     /// Every known workload, ordered by uid.
     pub fn workloads(&self) -> impl Iterator<Item = &Workload> {
         self.state.workloads.values().map(|w| &w.workload)
@@ -199,7 +289,7 @@ impl Index {
     }
 
     fn changed(&mut self) {
-        self.state = State::build(&self.settings, self.resources.values());
+        self.state = Arc::new(State::build(&self.settings, self.resources.values()));
         self.version += 1;
     }
 }

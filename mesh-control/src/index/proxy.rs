@@ -27,23 +27,39 @@ use mesh_api::model::{
 };
 
 use super::{
-    Settings, clusters, gateway_api::RuleKey, security, services::ServiceRecord, state::State,
+    OwnConfig, ScopeConfig, Settings, clusters, gateway_api::RuleKey, security,
+    services::ServiceRecord, state::State,
 };
 
 /// Assembles the config of the proxy `node` describes.
 pub(super) fn build(settings: &Settings, state: &State, node: &Node) -> ProxyConfigSpec {
-    let ns = node.namespace.as_str();
-    let own = state
-        .workloads
-        .values()
-        .map(|w| &w.workload)
-        .find(|w| w.namespace == ns && w.name == node.pod_name && w.identity == node.identity);
-    let labels = own.map_or(&node.labels, |w| &w.labels);
-
     let mut spec = ProxyConfigSpec::new(node.identity.clone());
     spec.mode = node.mode;
-    spec.workload = own.cloned();
+    let ScopeConfig {
+        services,
+        endpoints,
+        clusters,
+        routes,
+    } = scope(settings, state, &node.namespace, node.mode);
+    let OwnConfig {
+        workload,
+        inbound,
+        authorization,
+    } = own(settings, state, node);
+    spec.workload = workload;
+    spec.services = services;
+    spec.endpoints = endpoints;
+    spec.clusters = clusters;
+    spec.routes = routes;
+    spec.inbound = inbound;
+    spec.authorization = authorization;
+    spec
+}
 
+/// The part of a proxy's config that depends only on its namespace and mode (shared by
+/// every proxy of that scope).
+pub(super) fn scope(settings: &Settings, state: &State, ns: &str, mode: ProxyMode) -> ScopeConfig {
+    let mut out = ScopeConfig::default();
     // Per host, the visible definition that wins; VIP claims go to Kubernetes Services
     // first, then by host name.
     let mut visible: Vec<&ServiceRecord> = state
@@ -73,40 +89,54 @@ pub(super) fn build(settings: &Settings, state: &State, node: &Node) -> ProxyCon
             }
         }
 
-        spec.endpoints.push(EndpointSet {
+        out.endpoints.push(EndpointSet {
             hostname: svc.hostname.clone(),
             endpoints: rec.endpoints.clone(),
         });
         let dr = clusters::select(&state.destination_rules, settings, ns, rec);
-        spec.clusters.extend(clusters::clusters(&svc, dr));
-        if node.mode == ProxyMode::Sidecar {
-            spec.routes.extend(mesh_routes(state, ns, rec, &svc));
+        out.clusters.extend(clusters::clusters(&svc, dr));
+        if mode == ProxyMode::Sidecar {
+            out.routes.extend(mesh_routes(state, ns, rec, &svc));
         }
-        spec.services.push(svc);
+        out.services.push(svc);
     }
     // Gateway proxies get no route tables yet: the gateway mode (our Gateway and the
     // VirtualServices bound to it, Gateway API Gateways and their routes) arrives with the
     // ingress gateway work, and until then a gateway routes nothing rather than guessing.
 
-    spec.inbound = security::inbound_policy(
-        &state.peer_authentications,
-        &settings.root_namespace,
-        ns,
-        labels,
-    );
-    spec.authorization = security::authorization(
-        &state.authorization_policies,
-        &settings.root_namespace,
-        ns,
-        labels,
-    );
+    out.services.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+    out.endpoints.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+    out.clusters.sort_by(|a, b| a.key.cmp(&b.key));
+    out.routes.sort_by(|a, b| a.name.cmp(&b.name));
+    dedupe_route_hosts(&mut out.routes);
+    out
+}
 
-    spec.services.sort_by(|a, b| a.hostname.cmp(&b.hostname));
-    spec.endpoints.sort_by(|a, b| a.hostname.cmp(&b.hostname));
-    spec.clusters.sort_by(|a, b| a.key.cmp(&b.key));
-    spec.routes.sort_by(|a, b| a.name.cmp(&b.name));
-    dedupe_route_hosts(&mut spec.routes);
-    spec
+/// The part of a proxy's config that is its own: its workload and the security policies
+/// that select it.
+pub(super) fn own(settings: &Settings, state: &State, node: &Node) -> OwnConfig {
+    let ns = node.namespace.as_str();
+    let workload = state
+        .workloads
+        .values()
+        .map(|w| &w.workload)
+        .find(|w| w.namespace == ns && w.name == node.pod_name && w.identity == node.identity);
+    let labels = workload.map_or(&node.labels, |w| &w.labels);
+    OwnConfig {
+        workload: workload.cloned(),
+        inbound: security::inbound_policy(
+            &state.peer_authentications,
+            &settings.root_namespace,
+            ns,
+            labels,
+        ),
+        authorization: security::authorization(
+            &state.authorization_policies,
+            &settings.root_namespace,
+            ns,
+            labels,
+        ),
+    }
 }
 
 /// The sidecar route tables of one visible service.

@@ -1,0 +1,154 @@
+//! The control plane's debug API (`mesh-control`, port 15014): the JSON documents it
+//! serves and `meshctl proxy-status` / `proxy-config` read.
+//!
+//! | path | document |
+//! |---|---|
+//! | `GET /debug/proxies` | [`ProxyStatusList`]: every connected proxy and its sync state |
+//! | `GET /debug/config?proxy=<id\|pod.namespace>` | [`ProxyConfigDump`]: one proxy's computed config |
+//! | `GET /debug/registry` | [`RegistryStatus`]: where config comes from, its problems |
+//! | `GET /metrics` | Prometheus text |
+//! | `GET /healthz/ready` | 200 once the registry has synced, 503 before |
+//!
+//! Times are Unix milliseconds from the control plane's clock, and every document carries
+//! the server's `now_unix_ms`, so a client computes ages without trusting its own clock.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ProxyConfigSpec;
+
+/// The default debug address of a local control plane.
+pub const DEFAULT_DEBUG_ADDR: &str = "127.0.0.1:15014";
+
+/// How far a proxy's config is from what the control plane computed for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SyncState {
+    /// Every response sent was acknowledged and nothing newer is due.
+    Synced,
+    /// A response is unanswered (or not yet sent): the proxy is behind.
+    Stale,
+    /// The proxy rejected the latest response of some kind; it keeps serving its last good
+    /// config. [`ProxyStatus::last_nack`] says why.
+    Nacked,
+}
+
+impl SyncState {
+    /// `SYNCED`, `STALE` or `NACKED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Synced => "SYNCED",
+            Self::Stale => "STALE",
+            Self::Nacked => "NACKED",
+        }
+    }
+}
+
+/// `GET /debug/proxies`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyStatusList {
+    /// The control plane's clock when the document was made.
+    pub now_unix_ms: u64,
+    /// The control plane itself.
+    pub control_plane: ControlPlaneInfo,
+    /// Connected proxies, ordered by namespace, pod name and id.
+    pub proxies: Vec<ProxyStatus>,
+}
+
+/// What the control plane says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneInfo {
+    /// The `mesh-control` build version.
+    pub version: String,
+    /// The version of the config state (moves on every accepted change).
+    pub config_version: String,
+    /// Whether the registry has loaded its sources once; until then no config is pushed.
+    pub synced: bool,
+}
+
+/// One connected proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyStatus {
+    /// The proxy's unique id (its `Node.id`).
+    pub id: String,
+    /// The pod or WorkloadEntry name.
+    pub pod_name: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The SPIFFE identity.
+    pub identity: String,
+    /// `sidecar` or `gateway`.
+    pub mode: String,
+    /// The proxy's build version.
+    pub proxy_version: String,
+    /// The address the stream comes from.
+    pub peer_addr: String,
+    /// When the stream opened.
+    pub connected_unix_ms: u64,
+    /// The sync state.
+    pub sync: SyncState,
+    /// The config version last sent.
+    pub sent_version: String,
+    /// The config version the proxy last acknowledged in full.
+    pub acked_version: String,
+    /// When the proxy last acknowledged a response (absent before the first).
+    pub last_ack_unix_ms: Option<u64>,
+    /// Responses sent and not answered yet.
+    pub pending_responses: u32,
+    /// Resources the proxy holds, by kind (`Service`, `RouteTable`...).
+    pub resources: std::collections::BTreeMap<String, u32>,
+    /// The latest rejection still in force (cleared when a later response of that kind is
+    /// acknowledged).
+    pub last_nack: Option<Nack>,
+}
+
+/// A rejected response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nack {
+    /// The resource kind of the response.
+    pub type_url: String,
+    /// The config version it carried.
+    pub version: String,
+    /// The proxy's reason.
+    pub message: String,
+    /// When the NACK arrived.
+    pub at_unix_ms: u64,
+}
+
+/// `GET /debug/config?proxy=...`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfigDump {
+    /// The control plane's clock when the document was made.
+    pub now_unix_ms: u64,
+    /// The proxy's status.
+    pub proxy: ProxyStatus,
+    /// The config the control plane computed for it from the current state.
+    pub config: ProxyConfigSpec,
+}
+
+/// `GET /debug/registry`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryStatus {
+    /// The control plane's clock when the document was made.
+    pub now_unix_ms: u64,
+    /// Where config comes from: `local:<dir>` or `kubernetes`.
+    pub source: String,
+    /// Whether the sources were loaded once.
+    pub synced: bool,
+    /// The version of the config state.
+    pub config_version: String,
+    /// Resources in the index.
+    pub resources: u32,
+    /// The latest rejected change, still in force until the sources are fixed: each line
+    /// names file, line and column (local mode) or the object (Kubernetes).
+    pub rejected: Vec<String>,
+    /// Source problems that did not stop loading (warnings, watch errors).
+    pub warnings: Vec<String>,
+    /// Translation problems in the index (resources skipped or approximated).
+    pub index_warnings: Vec<String>,
+}
