@@ -8,6 +8,14 @@
 //!   API routes) to the domain model, per proxy; pure, no I/O.
 //! - [`registry`]: where user config comes from; [`registry::local`] reads a directory of
 //!   YAML, validates it, and keeps the last good set when an edit breaks it.
+//! - [`discovery`]: the gRPC discovery server (port 15012) streaming each proxy its config.
+//! - [`debug`]: the debug and metrics HTTP server (port 15014) `meshctl proxy-status` reads.
+//! - [`metrics`]: the control plane's Prometheus metrics.
+//! - [`app`]: the `mesh-control` process: options and wiring.
 
+pub mod app;
+pub mod debug;
+pub mod discovery;
 pub mod index;
+pub mod metrics;
 pub mod registry;
