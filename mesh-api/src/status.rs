@@ -144,6 +144,9 @@ pub struct RegistryStatus {
     pub config_version: String,
     /// Resources in the index.
     pub resources: u32,
+    /// When the latest config change was accepted and published to proxies.
+    #[serde(default)]
+    pub last_change_unix_ms: Option<u64>,
     /// The latest rejected change, still in force until the sources are fixed: each line
     /// names file, line and column (local mode) or the object (Kubernetes).
     pub rejected: Vec<String>,

@@ -19,6 +19,7 @@ use crate::debug::{self, DebugState, SourceStatus};
 use crate::discovery::{self, Clients, DiscoveryService, Publisher};
 use crate::index::{Index, Settings};
 use crate::metrics::Metrics;
+use crate::registry::kube::{self as kube_registry, KubeRegistry, RegistryEvent};
 use crate::registry::local::{LocalRegistry, Reload};
 
 /// `mesh-control`: the mesh's control plane.
@@ -180,7 +181,19 @@ impl App {
                 ))
             }
             None => {
-                anyhow::bail!("--kubernetes is not wired yet");
+                let client = kube::Client::try_default().await.context(
+                    "cannot build a Kubernetes client: run in a pod with a service account, or set KUBECONFIG / ~/.kube/config",
+                )?;
+                source.lock().expect("source status poisoned").source = "kubernetes".to_owned();
+                let registry = KubeRegistry::new(client, kube_registry::Options::default());
+                tokio::spawn(kube_loop(
+                    registry,
+                    index,
+                    publisher,
+                    metrics,
+                    source.clone(),
+                    stopped(),
+                ))
             }
         };
 
@@ -227,6 +240,10 @@ async fn local_loop(
                 s.warnings = warnings;
             }
             if publisher.publish(view) {
+                source
+                    .lock()
+                    .expect("source status poisoned")
+                    .last_change_unix_ms = Some(crate::discovery::clients::unix_ms());
                 metrics.config_changed(build, index.len());
                 tracing::info!(
                     generation = snapshot.generation,
@@ -268,4 +285,86 @@ async fn local_loop(
         let reload = registry.poll(Instant::now());
         apply(reload, &mut index, &mut publisher);
     }
+}
+
+/// The registry loop of Kubernetes mode: applies watcher events in bursts (one index
+/// rebuild per burst), publishes once the watchers have synced.
+async fn kube_loop(
+    registry: KubeRegistry,
+    mut index: Index,
+    mut publisher: Publisher,
+    metrics: Arc<Metrics>,
+    source: Arc<Mutex<SourceStatus>>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let errors = registry.watch_errors();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+    let watchers = tokio::spawn(registry.run(tx));
+    let mut synced = false;
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        let first = tokio::select! {
+            () = &mut stop => break,
+            _ = ticker.tick() => {
+                for (watched, n) in errors.iter() {
+                    metrics.watch_errors_seen(watched.resource(), n);
+                }
+                continue;
+            }
+            event = rx.recv() => match event {
+                Some(e) => e,
+                None => break,
+            },
+        };
+        // Take the whole burst that is already queued.
+        let mut events = vec![first];
+        while events.len() < 10_000
+            && let Ok(e) = rx.try_recv()
+        {
+            events.push(e);
+        }
+        let mut changes = Vec::with_capacity(events.len());
+        for event in events {
+            match event {
+                RegistryEvent::Apply(r) => changes.push(Ok(r)),
+                RegistryEvent::Delete {
+                    kind,
+                    namespace,
+                    name,
+                } => changes.push(Err((kind, namespace, name))),
+                RegistryEvent::Synced => {
+                    synced = true;
+                    tracing::info!("Kubernetes watchers synced");
+                }
+                RegistryEvent::Problem(message) => {
+                    tracing::error!("{message}");
+                    let mut s = source.lock().expect("source status poisoned");
+                    if !s.warnings.contains(&message) {
+                        s.warnings.push(message);
+                    }
+                }
+            }
+        }
+        let started = Instant::now();
+        index.apply_many(changes);
+        let build = started.elapsed();
+        {
+            let mut s = source.lock().expect("source status poisoned");
+            s.synced = synced;
+            s.resources = index.len();
+        }
+        if synced && publisher.publish(index.view()) {
+            source
+                .lock()
+                .expect("source status poisoned")
+                .last_change_unix_ms = Some(crate::discovery::clients::unix_ms());
+            metrics.config_changed(build, index.len());
+            for w in index.warnings() {
+                tracing::warn!("{w}");
+            }
+        }
+    }
+    watchers.abort();
 }

@@ -27,6 +27,8 @@ pub struct SourceStatus {
     pub synced: bool,
     /// Resources in the index.
     pub resources: usize,
+    /// When the latest change was published.
+    pub last_change_unix_ms: Option<u64>,
     /// The latest rejected change, one line per problem.
     pub rejected: Vec<String>,
     /// Problems that did not stop loading.
@@ -168,6 +170,7 @@ impl DebugState {
                 .map(|g| g.system_version().to_owned())
                 .unwrap_or_default(),
             resources: u32::try_from(source.resources).unwrap_or(u32::MAX),
+            last_change_unix_ms: source.last_change_unix_ms,
             rejected: source.rejected,
             warnings: source.warnings,
             index_warnings: current

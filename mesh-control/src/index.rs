@@ -233,6 +233,30 @@ impl Index {
         }
     }
 
+    /// Applies many changes with one rebuild (a watcher's burst of events): `Ok` adds or
+    /// replaces, `Err((kind, namespace, name))` removes.
+    pub fn apply_many(
+        &mut self,
+        changes: impl IntoIterator<Item = Result<Resource, (ResourceKind, String, String)>>,
+    ) {
+        let mut changed = false;
+        for change in changes {
+            match change {
+                Ok(resource) => {
+                    let key = key_of(&resource);
+                    if self.resources.get(&key) != Some(&resource) {
+                        self.resources.insert(key, resource);
+                        changed = true;
+                    }
+                }
+                Err(key) => changed |= self.resources.remove(&key).is_some(),
+            }
+        }
+        if changed {
+            self.changed();
+        }
+    }
+
     /// Replaces everything with `resources` (local mode: a whole directory snapshot). Of
     /// two resources with one kind, namespace and name, the later wins.
     pub fn replace_all(&mut self, resources: Vec<Resource>) {

@@ -161,12 +161,15 @@ impl Metrics {
         self.config_rejected.inc();
     }
 
-    /// A watch error on `resource`.
-    pub fn watch_error(&self, resource: &str) {
-        self.watch_errors
-            .get_or_create(&ResourceLabel {
-                resource: resource.to_owned(),
-            })
-            .inc();
+    /// Brings the watch-error counter of `resource` up to `total` (the registry counts;
+    /// this mirrors its counts into Prometheus).
+    pub fn watch_errors_seen(&self, resource: &str, total: u64) {
+        let counter = self.watch_errors.get_or_create(&ResourceLabel {
+            resource: resource.to_owned(),
+        });
+        let seen = counter.get();
+        if total > seen {
+            counter.inc_by(total - seen);
+        }
     }
 }
