@@ -10,7 +10,15 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod analyze;
+pub mod control;
+pub mod output;
+pub mod proxy_config;
+pub mod proxy_status;
 pub mod version;
+
+#[cfg(test)]
+#[path = "../tests/support/fixtures.rs"]
+mod fixtures;
 
 /// The mesh's command-line interface.
 #[derive(Debug, Parser)]
@@ -26,6 +34,10 @@ pub struct Cli {
 pub enum Command {
     /// Validate mesh config offline: YAML files, directories, or `-` for stdin.
     Analyze(analyze::Args),
+    /// Show every connected proxy and whether its config is in sync with the control plane.
+    ProxyStatus(proxy_status::Args),
+    /// Show the config the control plane computed for one proxy.
+    ProxyConfig(proxy_config::Args),
     /// Print meshctl's version.
     Version(version::Args),
 }
@@ -34,6 +46,8 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Analyze(args) => analyze::run(&args, &mut std::io::stdout().lock()),
+        Command::ProxyStatus(args) => proxy_status::run(&args, &mut std::io::stdout().lock()),
+        Command::ProxyConfig(args) => proxy_config::run(&args, &mut std::io::stdout().lock()),
         Command::Version(args) => version::run(&args, &mut std::io::stdout().lock()),
     }
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 mod backend;
+pub(crate) mod cp;
 mod http1;
 mod load;
 mod procfs;
@@ -43,7 +44,11 @@ const HAPROXY_MISSING: &str = "not installed (apt-get install -y haproxy)";
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct Args {
+    /// Another benchmark instead of the data plane's.
+    #[command(subcommand)]
+    pub(crate) other: Option<Other>,
     /// Fixed-rate phase: requests per second (all connections together).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub(crate) rate: u32,
@@ -90,6 +95,13 @@ pub(crate) struct Args {
     /// Where to write the JSON results (relative to the workspace root).
     #[arg(long, default_value = "bench-results/data-plane.json")]
     pub(crate) out: PathBuf,
+}
+
+/// Benchmarks other than the data plane's.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub(crate) enum Other {
+    /// Control plane: push latency and memory with many proxies in a large mesh.
+    Cp(cp::Args),
 }
 
 /// One of the compared setups.
@@ -212,10 +224,13 @@ struct Live {
 
 /// Runs the benchmark from the workspace root.
 pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
-    let plan = Plan::of(args)?;
     if cfg!(debug_assertions) && std::env::var_os(IN_RELEASE_ENV).is_none() {
         return rerun_in_release(root);
     }
+    if let Some(Other::Cp(cp)) = &args.other {
+        return cp::run(root, cp);
+    }
+    let plan = Plan::of(args)?;
     let results_dir = root.join("bench-results");
     let work_dir = results_dir.join("data-plane");
 
@@ -696,15 +711,20 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn build_proxy(root: &Path) -> anyhow::Result<()> {
-    eprintln!("== cargo build --release -p mesh-proxy");
+    build_package(root, "mesh-proxy")
+}
+
+/// `cargo build --release -p <package>`.
+fn build_package(root: &Path, package: &str) -> anyhow::Result<()> {
+    eprintln!("== cargo build --release -p {package}");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--release", "-p", "mesh-proxy"])
+        .args(["build", "--release", "-p", package])
         .status()
         .context("run cargo build")?;
     if !status.success() {
-        bail!("cargo build --release -p mesh-proxy failed ({status})");
+        bail!("cargo build --release -p {package} failed ({status})");
     }
     Ok(())
 }
