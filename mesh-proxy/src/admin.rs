@@ -24,6 +24,8 @@
 //! snapshot and when it was applied, which `/config_dump` reports as `received_at` and
 //! `age_seconds`), readiness, the metrics registry, a [`ClustersView`] closure, the optional
 //! [`LogHandle`] and the shutdown trigger (a `watch::Sender<bool>` that `/quitquitquit` sets).
+//! With a control plane, a [`ControlPlaneView`] ([`AdminState::set_control_plane`]) adds
+//! its address and connection state to `/config_dump` as `control_plane`.
 
 mod query;
 mod routes;
@@ -33,7 +35,7 @@ use std::{
     borrow::Cow,
     fmt,
     future::Future,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, OnceLock, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -105,6 +107,27 @@ impl Readiness {
         self.set(None);
     }
 
+    /// Marks the proxy ready if it is not ready for exactly `reason`, in one step: a reason
+    /// set meanwhile (e.g. [`DRAINING`]) is kept. Returns whether the proxy is now ready.
+    pub fn set_ready_from(&self, reason: &str) -> bool {
+        let mut guard = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &*guard {
+            None => true,
+            Some(r) if r == reason => {
+                if let Some(g) = &self.inner.gauge {
+                    g.set(1);
+                }
+                *guard = None;
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
     /// Marks the proxy not ready because of `reason` (e.g. [`WAITING_FOR_CERTIFICATE`],
     /// [`DRAINING`]); the health endpoint answers 503 with it.
     pub fn set_not_ready(&self, reason: impl Into<Cow<'static, str>>) {
@@ -161,6 +184,10 @@ pub type ConfigView = Arc<dyn Fn() -> Option<(Arc<ProxyConfig>, Instant)> + Send
 /// request, off the data path.
 pub type ClustersView = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
+/// What `/config_dump` shows as `control_plane` (address, connection state), as JSON.
+/// Called per request, off the data path.
+pub type ControlPlaneView = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 /// What the three servers show and control. Cheap to clone; [`serve_admin`],
 /// [`serve_metrics`] and [`serve_health`] each take a clone.
 #[derive(Clone)]
@@ -175,6 +202,7 @@ struct StateInner {
     clusters: ClustersView,
     log: Option<LogHandle>,
     shutdown: watch::Sender<bool>,
+    control_plane: OnceLock<ControlPlaneView>,
 }
 
 impl AdminState {
@@ -201,8 +229,15 @@ impl AdminState {
                 clusters,
                 log,
                 shutdown,
+                control_plane: OnceLock::new(),
             }),
         }
+    }
+
+    /// Adds the control plane's state to `/config_dump` (as `control_plane`). Only the first
+    /// call counts; without one, `/config_dump` has no `control_plane` field.
+    pub fn set_control_plane(&self, view: ControlPlaneView) {
+        let _ = self.inner.control_plane.set(view);
     }
 
     /// The readiness handle.

@@ -9,9 +9,19 @@
 //! `--trace-collector` turns on distributed tracing ([`crate::telemetry::trace`]), with
 //! `--trace-sampling` percent of new traces recorded (1 % by default, as Istio).
 //!
-//! Until the discovery client lands, config comes from a static file of the domain model
-//! ([`mesh_api::model::ProxyConfigSpec`], YAML or JSON), reloaded when it changes; an invalid
-//! update is logged and the last good config stays in force.
+//! Config comes from one of two sources, exactly one of which is given:
+//!
+//! - `--control-plane HOST:PORT` (`MESH_CONTROL_ADDR`): the discovery stream from
+//!   mesh-control ([`crate::discovery`]), with the node identity from `--pod-name`,
+//!   `--pod-namespace`, `--pod-ip`, `--service-account`, `--trust-domain`, `--proxy-id` and
+//!   `--label` (and their environment variables). Listeners are bound at once, but the proxy
+//!   is not ready (`/healthz/ready` answers 503 `waiting for config from <addr>`) until the
+//!   first response of every resource kind has been applied. Invalid updates are NACKed and
+//!   the last good config stays in force; a lost stream is retried forever.
+//! - `--config FILE`: a static file of the domain model
+//!   ([`mesh_api::model::ProxyConfigSpec`], YAML or JSON), loaded before the listeners and
+//!   reloaded when it changes; an invalid update is logged and the last good config stays in
+//!   force.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -24,6 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState, Readiness};
+use crate::discovery;
 use crate::outbound::Target;
 use crate::proxy::{Limits, Proxy, RetryBudget};
 use crate::state::{MESH_PORT, State};
@@ -32,12 +43,21 @@ use crate::telemetry::metrics::Metrics;
 use crate::telemetry::trace::{self, Collector, Sampler, Tracer};
 use crate::transport::Direct;
 
-/// `mesh-proxy run`: serve as a sidecar.
+/// `mesh-proxy run`: serve as a sidecar. Exactly one of `--config` and `--control-plane`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("config_source")
+        .args(["config", "control_plane"])
+        .required(true)
+))]
 pub struct Args {
     /// A static config file (the domain model as YAML or JSON), reloaded when it changes.
+    /// Exclusive with --control-plane.
     #[arg(long, env = "MESH_PROXY_CONFIG", value_name = "FILE")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
+    /// The control plane and this proxy's identity (`--control-plane`, `--pod-name`, …).
+    #[command(flatten)]
+    pub discovery: discovery::Args,
     /// Transparent outbound capture listener (where `mesh-proxy init` redirects to).
     #[arg(long, default_value = "0.0.0.0:15001")]
     pub outbound_capture: SocketAddr,
@@ -166,10 +186,26 @@ pub struct Bound {
     pub health: SocketAddr,
 }
 
+/// Where the config comes from.
+#[derive(Debug)]
+enum Source {
+    /// A static file, watched for changes.
+    File(PathBuf),
+    /// The control plane's discovery stream.
+    ControlPlane(Box<discovery::Client>),
+}
+
+/// The config source chosen from the arguments, before the proxy is built.
+enum Chosen {
+    File(PathBuf),
+    ControlPlane(discovery::ControlPlaneAddr, mesh_api::model::Node),
+}
+
 /// A built proxy, listeners bound, ready to [`run`](App::run).
 #[derive(Debug)]
 pub struct App {
     args: Args,
+    source: Source,
     proxy: Arc<Proxy>,
     listeners: Listeners,
     bound: Bound,
@@ -196,7 +232,8 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 impl App {
-    /// Loads the config, binds every listener and builds the shared state.
+    /// Loads the config (with `--config`), binds every listener and builds the shared
+    /// state. With `--control-plane`, config arrives once [`App::run`] runs.
     pub async fn build(
         args: Args,
         log: Option<crate::telemetry::log::LogHandle>,
@@ -225,11 +262,36 @@ impl App {
             ..Limits::default()
         };
         let state = Arc::new(State::new(args.mesh_port));
-        let readiness = Readiness::new("waiting for config");
-        let config = load_config(&args.config)?;
-        tracing::info!(version = config.version(), path = %args.config.display(), "config loaded");
-        metrics.config_applied(config.version());
-        state.update(Arc::new(config));
+        let (readiness, chosen) = match (&args.config, &args.discovery.control_plane) {
+            (Some(path), None) => {
+                let config = load_config(path)?;
+                tracing::info!(version = config.version(), path = %path.display(), "config loaded");
+                metrics.config_applied(config.version());
+                state.update(Arc::new(config));
+                let readiness =
+                    Readiness::with_gauge(admin::WAITING_FOR_CONFIG, metrics.ready_gauge());
+                (readiness, Chosen::File(path.clone()))
+            }
+            (None, Some(addr)) => {
+                let node = args.discovery.node()?;
+                tracing::info!(
+                    control_plane = %addr,
+                    node = %node.id,
+                    identity = %node.identity,
+                    "config from the control plane (plaintext until mTLS lands)"
+                );
+                let readiness =
+                    Readiness::with_gauge(discovery::waiting_reason(addr), metrics.ready_gauge());
+                (readiness, Chosen::ControlPlane(addr.clone(), node))
+            }
+            (Some(_), Some(_)) => anyhow::bail!(
+                "--config and --control-plane (MESH_CONTROL_ADDR) are exclusive: give one"
+            ),
+            (None, None) => anyhow::bail!(
+                "no config source: give --config FILE or --control-plane HOST:PORT \
+                     (MESH_CONTROL_ADDR)"
+            ),
+        };
 
         let (outbound_capture, inbound_capture) = if args.no_capture {
             (None, None)
@@ -281,8 +343,24 @@ impl App {
             )),
             retry_budget: RetryBudget::default(),
         });
+        let source = match chosen {
+            Chosen::File(path) => Source::File(path),
+            Chosen::ControlPlane(addr, node) => {
+                Source::ControlPlane(Box::new(discovery::Client::new(
+                    addr,
+                    &node,
+                    proxy.clone(),
+                    readiness.clone(),
+                    discovery::Settings {
+                        max_resources: args.discovery.max_resources,
+                        ..discovery::Settings::default()
+                    },
+                )))
+            }
+        };
         Ok(Self {
             args,
+            source,
             proxy,
             listeners: Listeners {
                 outbound_capture,
@@ -317,6 +395,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let Self {
             args,
+            source,
             proxy,
             listeners,
             bound,
@@ -353,9 +432,6 @@ impl App {
             tasks.spawn(crate::outbound::serve(l, proxy.clone(), target, stopped()));
         }
 
-        // Config reloads from the file.
-        tasks.spawn(watch_file(args.config.clone(), proxy.clone(), stopped()));
-
         // Admin, metrics and health servers.
         let clusters_proxy = proxy.clone();
         let admin_state = AdminState::new(
@@ -376,15 +452,25 @@ impl App {
             admin_state.clone(),
             stopped(),
         ));
+        match source {
+            Source::File(path) => {
+                // Config reloads from the file.
+                tasks.spawn(watch_file(path, proxy.clone(), stopped()));
+                readiness.set_ready();
+                tracing::info!(?bound, "proxy ready");
+            }
+            Source::ControlPlane(client) => {
+                let status = client.status().clone();
+                admin_state.set_control_plane(Arc::new(move || status.to_json()));
+                tracing::info!(?bound, control_plane = %client.addr(), "listening; waiting for config");
+                tasks.spawn(client.run(stopped()));
+            }
+        }
         tasks.spawn(admin::serve_health(
             listeners.health,
             admin_state,
             stopped(),
         ));
-
-        readiness.set_ready();
-        proxy.metrics.set_ready(true);
-        tracing::info!(?bound, "proxy ready");
 
         let quit = stopped();
         tokio::pin!(quit);
@@ -393,8 +479,7 @@ impl App {
             () = &mut shutdown => tracing::info!("shutdown signal: draining"),
             () = &mut quit => tracing::info!("quit requested: draining"),
         }
-        readiness.set_not_ready("draining");
-        proxy.metrics.set_ready(false);
+        readiness.set_not_ready(admin::DRAINING);
         let _ = stop_tx.send(true);
         // Listeners stop accepting (they watch `stop`); in-flight HTTP connections finish
         // their requests and close, within the drain timeout.

@@ -62,7 +62,10 @@
 //! a pure function of the passed-in time (see [`EndpointState::ewma_latency`]):
 //!
 //! - The estimate starts at [`DEFAULT_RTT`] (30 ms, linkerd2-proxy's default), which the
-//!   first sample replaces.
+//!   first sample replaces. In a P2C comparison, though, an endpoint without samples is
+//!   taken to be as fast as the other candidate, so a backend that just joined gets
+//!   traffic at once (by outstanding requests) instead of starving until the default
+//!   decays below its peers'.
 //! - A sample above the current estimate replaces it at once (the *peak*): an endpoint
 //!   that slows down is penalised immediately.
 //! - A lower sample `s` arriving `Δt` after the last update moves the estimate `e` towards
@@ -545,30 +548,45 @@ impl<T> Inner<T> {
         turn: u64,
     ) -> Option<usize> {
         match self.lb {
-            LoadBalancer::P2cEwma => self.p2c(pool, &ok, |m| {
-                m.state.ewma_ns(now) * (m.state.outstanding() as f64 + 1.0) / m.weight() as f64
+            LoadBalancer::P2cEwma => self.p2c(pool, &ok, |a, b| {
+                // An endpoint without samples yet (just added) is assumed as fast as the
+                // one it is compared with, so outstanding requests decide: it is tried at
+                // once instead of waiting for the 30 ms default to decay below its peers'
+                // estimates (half a minute against a 1 ms peer).
+                let (ea, eb) = match (a.state.sampled_ewma_ns(now), b.state.sampled_ewma_ns(now)) {
+                    (Some(x), Some(y)) => (x, y),
+                    (Some(x), None) => (x, x),
+                    (None, Some(y)) => (y, y),
+                    (None, None) => (1.0, 1.0),
+                };
+                let cost = |e: f64, m: &Member<T>| {
+                    e * (m.state.outstanding() as f64 + 1.0) / m.weight() as f64
+                };
+                cost(eb, b) < cost(ea, a)
             }),
-            LoadBalancer::LeastRequest => self.p2c(pool, &ok, |m| {
-                (m.state.outstanding() as f64 + 1.0) / m.weight() as f64
+            LoadBalancer::LeastRequest => self.p2c(pool, &ok, |a, b| {
+                let cost = |m: &Member<T>| (m.state.outstanding() as f64 + 1.0) / m.weight() as f64;
+                cost(b) < cost(a)
             }),
             LoadBalancer::RoundRobin => self.round_robin(pool, &ok, turn),
             LoadBalancer::Random => self.weighted(pool, &ok),
         }
     }
 
-    /// Power of two choices: the cheaper of two distinct uniform draws.
+    /// Power of two choices: the better of two distinct uniform draws (`b_better(a, b)`
+    /// says whether the second is cheaper).
     fn p2c(
         &self,
         pool: &Pool,
         ok: &impl Fn(usize) -> bool,
-        cost: impl Fn(&Member<T>) -> f64,
+        b_better: impl Fn(&Member<T>, &Member<T>) -> bool,
     ) -> Option<usize> {
         let a = self.uniform(pool, ok, None)?;
         let Some(b) = self.uniform(pool, ok, Some(a)) else {
             return Some(pool.idx[a]);
         };
         let (a, b) = (pool.idx[a], pool.idx[b]);
-        if cost(&self.members[b]) < cost(&self.members[a]) {
+        if b_better(&self.members[a], &self.members[b]) {
             Some(b)
         } else {
             Some(a)

@@ -16,6 +16,8 @@
 //! - [`outbound`]: capture/explicit listeners, per-request routing ([`outbound::route`]),
 //!   splits, retries, timeouts, faults, mirrors ([`outbound::forward`]), TCP ([`outbound::tcp`]).
 //! - [`inbound`]: the mesh port and the plaintext capture port, to the local application.
+//! - [`discovery`]: the config stream from the control plane (or a static file, see
+//!   [`app`]).
 //! - [`state`]: the config snapshot and per-cluster balancers; [`balance`]: P2C/EWMA and
 //!   friends with outlier detection; [`transport`]: pooled HTTP/2 to peers, plain clients.
 //! - [`detect`]: protocol sniffing; [`http`]: body type, headers, error classification.
@@ -28,6 +30,7 @@ pub mod admin;
 pub mod app;
 pub mod balance;
 pub mod detect;
+pub mod discovery;
 pub mod http;
 pub mod inbound;
 pub mod init;

@@ -18,6 +18,8 @@
 //! - [`prometheus`]: `promtool check metrics` and a real Prometheus scraping the sidecar;
 //! - [`capture`]: loopback traffic is not captured; non-service addresses pass through;
 //!   STRICT refuses plaintext from outside the mesh;
+//! - [`control`]: config from `mesh-control` over the discovery stream, edited under
+//!   steady traffic (splits, new backends, control-plane restarts, broken files, NACKs);
 //! - [`routing`]: a pod calling its own service; endpoints without a sidecar; headless
 //!   services reach the address dialed.
 //!
@@ -36,6 +38,8 @@ mod backend;
 mod capture;
 #[path = "testbed/config.rs"]
 mod config;
+#[path = "testbed/control.rs"]
+mod control;
 #[path = "testbed/grpc.rs"]
 mod grpc;
 #[path = "testbed/harness.rs"]

@@ -162,12 +162,15 @@ pub(super) async fn admin(state: AdminState, parts: Parts) -> Response<Body> {
     }
 }
 
-/// The `/config_dump` body. Every field is `null` before the first config.
+/// The `/config_dump` body. Every field is `null` before the first config, except
+/// `control_plane`, which is there whenever the proxy has one.
 #[derive(Serialize)]
 struct ConfigDump<'a> {
     version: Option<&'a str>,
     received_at: Option<Rfc3339>,
     age_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    control_plane: Option<serde_json::Value>,
     config: Option<&'a ProxyConfigSpec>,
 }
 
@@ -178,6 +181,7 @@ fn config_dump(state: &StateInner) -> Response<Body> {
         version: current.as_ref().map(|(c, _)| c.version()),
         received_at: age.map(|age| Rfc3339(SystemTime::now() - age)),
         age_seconds: age.map(|age| age.as_secs_f64()),
+        control_plane: state.control_plane.get().map(|view| view()),
         config: current.as_ref().map(|(c, _)| c.spec()),
     };
     json_response(StatusCode::OK, &dump)

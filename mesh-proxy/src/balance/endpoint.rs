@@ -175,6 +175,15 @@ impl EndpointState {
         est * decay_weight(self.ticks(now).saturating_sub(at))
     }
 
+    /// The decayed estimate in nanoseconds, or `None` before the first sample.
+    pub(super) fn sampled_ewma_ns(&self, now: Instant) -> Option<f64> {
+        let (est, sampled) = estimate(self.ewma_ns.load(Relaxed));
+        sampled.then(|| {
+            let at = self.ewma_at.load(Relaxed);
+            est * decay_weight(self.ticks(now).saturating_sub(at))
+        })
+    }
+
     /// Feeds a latency sample observed at `now`.
     ///
     /// With `peak_only`, the sample may raise the estimate but never lower it: failures

@@ -176,6 +176,20 @@ fn p2c_ewma_prefers_the_faster_endpoint() {
 }
 
 #[test]
+fn p2c_ewma_tries_a_new_endpoint_at_once() {
+    let t0 = Instant::now();
+    let b = Balancer::with_seed(LoadBalancer::P2cEwma, None, mk_n(t0, 2), 3);
+    // A fast, sampled endpoint and one that just joined (no samples: the 30 ms default).
+    b.members()[0].state.observe(ms(1), t0, false);
+    let counts = shares(&b, 1000, t0);
+    let new = counts.get(&2).copied().unwrap_or(0);
+    assert!(new > 300, "the new endpoint got {new} of 1000 picks");
+    // Its first sample decides from then on.
+    b.members()[1].state.observe(ms(50), t0, false);
+    assert_eq!(shares(&b, 1000, t0).get(&2), None);
+}
+
+#[test]
 fn p2c_ewma_weighs_latency_by_outstanding_requests() {
     let t0 = Instant::now();
     let b = Balancer::with_seed(LoadBalancer::P2cEwma, None, mk_n(t0, 2), 1);

@@ -24,7 +24,13 @@
 //! Proxy-level: `mesh_proxy_ready` (gauge, 1 when the readiness probe passes),
 //! `mesh_proxy_open_connections{direction="inbound"|"outbound"}` (gauge),
 //! `mesh_proxy_config_info{version}` (gauge, always 1, present once a config is applied),
-//! `mesh_proxy_config_updates_total`, `mesh_proxy_config_last_update_timestamp_seconds`,
+//! `mesh_proxy_config_updates_total{result="ack"|"nack"}` (counter: `ack` counts configs
+//! applied, from the file or the control plane; `nack` counts control-plane updates rejected
+//! and is present only with a control plane),
+//! `mesh_proxy_config_last_update_timestamp_seconds` (gauge, when the current config was
+//! applied: a rejected update does not move it, so `time() - it` is the config's age),
+//! `mesh_proxy_control_plane_connected` (gauge, 1 while the discovery stream is up; present
+//! only with a control plane, see [`crate::discovery`]),
 //! `mesh_access_log_dropped_total` (records dropped because the log writer fell behind) and
 //! `mesh_telemetry_overflow_total{family="request"|"tcp"}` (records that went into an
 //! overflow series, see below).
@@ -60,7 +66,7 @@ use std::{
     fmt,
     sync::{
         Arc, LazyLock, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -526,7 +532,12 @@ struct Inner {
     open_connections: [Gauge; 2],
     config_version: Mutex<Option<Arc<str>>>,
     config_updates: Counter,
+    config_rejections: Counter,
     config_updated_at: Gauge<f64, AtomicU64>,
+    /// Whether config comes from a control plane: only then are the NACK series and
+    /// `mesh_proxy_control_plane_connected` exposed.
+    control_plane: AtomicBool,
+    control_plane_connected: Gauge,
     access_log_dropped: Counter,
 }
 
@@ -546,7 +557,10 @@ impl Metrics {
             open_connections: Default::default(),
             config_version: Mutex::new(None),
             config_updates: Counter::default(),
+            config_rejections: Counter::default(),
             config_updated_at: Gauge::default(),
+            control_plane: AtomicBool::new(false),
+            control_plane_connected: Gauge::default(),
             access_log_dropped: Counter::default(),
         });
         registry.register_collector(Box::new(MetricsCollector(inner.clone())));
@@ -638,6 +652,19 @@ impl Metrics {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         self.inner.config_updated_at.set(now.as_secs_f64());
+    }
+
+    /// Records that a control-plane update was rejected (NACKed); the last good config stays,
+    /// and so does its timestamp.
+    pub fn config_rejected(&self) {
+        self.inner.config_rejections.inc();
+    }
+
+    /// Sets `mesh_proxy_control_plane_connected`. The first call also makes the control-plane
+    /// series (it and `mesh_proxy_config_updates_total{result="nack"}`) appear.
+    pub fn set_control_plane_connected(&self, connected: bool) {
+        self.inner.control_plane_connected.set(i64::from(connected));
+        self.inner.control_plane.store(true, Relaxed);
     }
 
     /// The `mesh_access_log_dropped_total` counter, for [`super::access_log::AccessLog`].
@@ -792,18 +819,35 @@ impl Collector for MetricsCollector {
                 ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
             }
         }
-        inner.config_updates.encode(enc.encode_descriptor(
-            "mesh_proxy_config_updates",
-            "Config snapshots applied.",
-            None,
-            MetricType::Counter,
-        )?)?;
+        let control_plane = inner.control_plane.load(Relaxed);
+        {
+            let mut m = enc.encode_descriptor(
+                "mesh_proxy_config_updates",
+                "Config updates: applied (result=ack) or rejected by validation (result=nack).",
+                None,
+                MetricType::Counter,
+            )?;
+            let labels: OneLabel = [("result", "ack".into())];
+            inner.config_updates.encode(m.encode_family(&labels)?)?;
+            if control_plane {
+                let labels: OneLabel = [("result", "nack".into())];
+                inner.config_rejections.encode(m.encode_family(&labels)?)?;
+            }
+        }
         inner.config_updated_at.encode(enc.encode_descriptor(
             "mesh_proxy_config_last_update_timestamp_seconds",
             "When the current config was applied, in seconds since the Unix epoch (0 before the first).",
             None,
             MetricType::Gauge,
         )?)?;
+        if control_plane {
+            inner.control_plane_connected.encode(enc.encode_descriptor(
+                "mesh_proxy_control_plane_connected",
+                "Whether the discovery stream to the control plane is up (1) or not (0).",
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
         inner.access_log_dropped.encode(enc.encode_descriptor(
             "mesh_access_log_dropped",
             "Access log records dropped because the writer fell behind.",

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod control_plane;
 pub mod otlp;
 
 use std::collections::BTreeMap;
@@ -157,7 +158,8 @@ pub async fn proxy_with(
     std::fs::write(&path, serde_json::to_vec_pretty(spec).unwrap()).unwrap();
     let any = |port: u16| SocketAddr::new(addr, port);
     let mut args = Args {
-        config: path,
+        config: Some(path),
+        discovery: Default::default(),
         outbound_capture: any(0),
         inbound_capture: any(0),
         no_capture: true,

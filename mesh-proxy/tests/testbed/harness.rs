@@ -271,6 +271,41 @@ impl Mesh {
             &serde_json::to_vec_pretty(spec).expect("serialize the proxy config"),
         );
 
+        let mut args: Vec<std::ffi::OsString> = vec!["--config".into(), config.into()];
+        args.extend(extra.iter().map(Into::into));
+        self.start_sidecar(&pod, &args);
+    }
+
+    /// Injects a sidecar that takes its config from the control plane at `control_plane`
+    /// (`--control-plane`), as the workload `pod_name` with `service_account`; `extra` are
+    /// more `mesh-proxy run` arguments. Waits until it is ready (it has its config).
+    pub(crate) fn sidecar_discovery(
+        &mut self,
+        pod: &str,
+        control_plane: SocketAddr,
+        service_account: &str,
+        extra: &[&str],
+    ) {
+        let pod = self.pod(pod).clone();
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--control-plane".into(),
+            control_plane.to_string().into(),
+            "--pod-name".into(),
+            pod.name().into(),
+            "--pod-namespace".into(),
+            "default".into(),
+            "--pod-ip".into(),
+            pod.ip().to_string().into(),
+            "--service-account".into(),
+            service_account.into(),
+        ];
+        args.extend(extra.iter().map(Into::into));
+        self.start_sidecar(&pod, &args);
+    }
+
+    /// Runs `mesh-proxy init` in `pod`, then `mesh-proxy run ARGS` as uid/gid 1337, and waits
+    /// until it is ready.
+    fn start_sidecar(&mut self, pod: &Pod, run_args: &[std::ffi::OsString]) {
         let init = run_bounded(
             pod.command(BIN).arg("init"),
             Duration::from_secs(30),
@@ -290,19 +325,15 @@ impl Mesh {
 
         let log = self.dir().join(format!("{}-proxy.log", pod.name()));
         let mut cmd = pod.command_as(BIN, PROXY_UID, PROXY_UID);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&config)
-            .args(extra)
-            .env("MESH_LOG", "info");
-        let process = spawn_logged(&pod, &mut cmd, &log);
+        cmd.arg("run").args(run_args).env("MESH_LOG", "info");
+        let process = spawn_logged(pod, &mut cmd, &log);
         self.sidecars.push(Guarded {
             label: format!("proxy in {}", pod.name()),
             log,
             process: Some(process),
         });
         let index = self.sidecars.len() - 1;
-        self.wait_ready(&pod, index);
+        self.wait_ready(pod, index);
     }
 
     fn wait_ready(&mut self, pod: &Pod, index: usize) {
@@ -706,7 +737,9 @@ pub(crate) fn http_get(pod: &Pod, addr: SocketAddr, path: &str) -> Result<(u16, 
     pod.run_in(|| get(addr, path)).map_err(|e| e.to_string())?
 }
 
-fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+/// A plain HTTP/1.1 GET from the calling thread's network namespace (a thread a pod
+/// spawned); returns the status and body.
+pub(crate) fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect_timeout(&addr, GET_TIMEOUT).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(GET_TIMEOUT))

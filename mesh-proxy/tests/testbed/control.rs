@@ -1,0 +1,569 @@
+//! The control plane end to end: `mesh-control --config-dir` in a pod of its own, sidecars in pods
+//! that take their config from it over the discovery stream (`--control-plane`), steady
+//! traffic from a client pod, and the config directory edited under it:
+//!
+//! - the VirtualService goes from 90/10 to 50/50 → the observed split follows within 1 s;
+//! - a new WorkloadEntry (a new backend pod) → it gets traffic within 1 s;
+//! - mesh-control killed and restarted → proxies keep serving and resync;
+//! - a broken YAML file → traffic untouched, `meshctl proxy-status` stays SYNCED, and
+//!   mesh-control names the file and line;
+//!
+//! and not one request fails throughout. A second scenario has a proxy refuse an update
+//! (over its `--max-resources` limit): it NACKs, keeps serving, and `meshctl
+//! proxy-status` shows NACKED with the reason.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::backend::{Backend, Behavior};
+use crate::harness::{BIN, Mesh, get, http_get, run_bounded, wait_until};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 80);
+const PORT: u16 = 80;
+const TARGET_PORT: u16 = 8080;
+
+/// The binaries next to the proxy's (the workspace build puts them side by side).
+fn sibling(name: &str) -> PathBuf {
+    let path = Path::new(BIN).with_file_name(name);
+    assert!(
+        path.is_file(),
+        "{} not found: build the workspace first (`cargo build --workspace --bins`)",
+        path.display()
+    );
+    path
+}
+
+/// A `mesh-control` process in its own pod (no sidecar, no capture), as in a cluster;
+/// killed on drop.
+struct ControlPlane {
+    pod: mesh_testbed::Pod,
+    child: Option<mesh_testbed::Process>,
+    /// Where proxies reach it (the pod's address).
+    discovery: SocketAddr,
+    /// The debug API, on the pod's loopback.
+    debug: SocketAddr,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl ControlPlane {
+    /// Starts mesh-control on `dir` in the pod `control`.
+    fn start(mesh: &Mesh, dir: &Path) -> Self {
+        let pod = mesh.pod("control").clone();
+        let mut cp = Self {
+            discovery: SocketAddr::from((pod.ip(), 15012)),
+            debug: SocketAddr::from((Ipv4Addr::LOCALHOST, 15014)),
+            pod,
+            child: None,
+            dir: dir.to_owned(),
+            log: mesh.dir().join("mesh-control.log"),
+        };
+        cp.restart();
+        cp
+    }
+
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "mesh-control already runs");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open the mesh-control log");
+        let mut cmd = self.pod.command(sibling("mesh-control"));
+        cmd.arg("--config-dir")
+            .arg(&self.dir)
+            .arg("--discovery-addr")
+            .arg(format!("0.0.0.0:{}", self.discovery.port()))
+            .arg("--debug-addr")
+            .arg(self.debug.to_string())
+            .env("MESH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log);
+        self.child = Some(self.pod.spawn(&mut cmd).expect("start mesh-control"));
+        wait_until("mesh-control ready", Duration::from_secs(20), || {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("mesh-control exited ({status}):\n{}", self.log_text());
+            }
+            match self.get("/healthz/ready") {
+                Ok((200, _)) => Ok(()),
+                Ok((s, b)) => Err(format!("{s} {b}")),
+                Err(e) => Err(e),
+            }
+        });
+    }
+
+    /// `GET path` on the debug API.
+    fn get(&self, path: &str) -> Result<(u16, String), String> {
+        http_get(&self.pod, self.debug, path)
+    }
+
+    /// SIGKILL, as a crashed or evicted control plane.
+    fn kill(&mut self) {
+        // Dropping the process kills (SIGKILL) and reaps it.
+        drop(self.child.take().expect("mesh-control runs"));
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `meshctl proxy-status ARGS` against this control plane: (success, stdout+stderr).
+    fn proxy_status(&self, args: &[&str]) -> (bool, String) {
+        let mut cmd = self.pod.command(sibling("meshctl"));
+        cmd.arg("proxy-status")
+            .arg("--control-plane")
+            .arg(self.debug.to_string())
+            .args(args);
+        let out = run_bounded(&mut cmd, Duration::from_secs(20), "meshctl proxy-status");
+        (out.success, out.text())
+    }
+
+    /// Waits until `meshctl proxy-status --check` passes (every proxy SYNCED) with `n`
+    /// proxies listed.
+    fn wait_all_synced(&self, n: usize) -> String {
+        wait_until(
+            "every proxy SYNCED in meshctl proxy-status",
+            Duration::from_secs(20),
+            || {
+                let (ok, text) = self.proxy_status(&["--check"]);
+                let rows = text.lines().filter(|l| l.contains("SYNCED")).count();
+                if ok && rows == n { Ok(text) } else { Err(text) }
+            },
+        )
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        drop(self.child.take());
+        if std::thread::panicking() {
+            eprintln!("--- mesh-control log:\n{}", self.log_text());
+        }
+    }
+}
+
+fn write(dir: &Path, file: &str, text: &str) {
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, text).expect("write config");
+    std::fs::rename(&tmp, dir.join(file)).expect("rename config");
+}
+
+fn workload_entry(name: &str, ip: Ipv4Addr, app: &str, version: &str) -> String {
+    format!(
+        "apiVersion: networking.mesh.dev/v1alpha1
+kind: WorkloadEntry
+metadata:
+  name: {name}
+  namespace: default
+spec:
+  address: {ip}
+  labels:
+    app: {app}
+    version: {version}
+  serviceAccount: {app}
+"
+    )
+}
+
+fn base_config(mesh: &Mesh) -> String {
+    let ip = |pod: &str| mesh.pod(pod).ip();
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  clusterIP: {VIP}
+  selector:
+    app: reviews
+  ports:
+  - name: http
+    port: {PORT}
+    targetPort: {TARGET_PORT}
+---
+apiVersion: networking.mesh.dev/v1alpha1
+kind: DestinationRule
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+---
+{}---
+{}---
+{}",
+        workload_entry("client", ip("client"), "client", "v1"),
+        workload_entry("reviews-v1", ip("reviews-v1"), "reviews", "v1"),
+        workload_entry("reviews-v2", ip("reviews-v2"), "reviews", "v2"),
+    )
+}
+
+fn split(v1: u32, v2: u32) -> String {
+    format!(
+        "apiVersion: networking.mesh.dev/v1alpha1
+kind: VirtualService
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  hosts:
+  - reviews
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+      weight: {v1}
+    - destination:
+        host: reviews
+        subset: v2
+      weight: {v2}
+"
+    )
+}
+
+/// One request of the steady load.
+#[derive(Debug, Clone)]
+struct Sample {
+    at: Instant,
+    result: Result<(u16, String), String>,
+}
+
+/// Steady traffic from a thread in the client pod: one request every 10 ms to the
+/// service VIP (through capture and both sidecars), until stopped. Bounded: at most
+/// `max` requests.
+struct Load {
+    samples: Arc<Mutex<Vec<Sample>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<(), mesh_testbed::Error>>>,
+}
+
+impl Load {
+    fn start(mesh: &Mesh, pod: &str, max: usize) -> Self {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (samples.clone(), stop.clone());
+        let thread = mesh
+            .pod(pod)
+            .spawn_thread(move || {
+                let target = SocketAddr::from((VIP, PORT));
+                for i in 0..max {
+                    if st.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let at = Instant::now();
+                    let result = get(target, &format!("/load/{i}"));
+                    s.lock().expect("samples").push(Sample { at, result });
+                    std::thread::sleep(Duration::from_millis(10).saturating_sub(at.elapsed()));
+                }
+            })
+            .expect("start the load thread");
+        Self {
+            samples,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .expect("load thread")
+                .expect("load thread in the pod");
+        }
+        std::mem::take(&mut *self.samples.lock().expect("samples"))
+    }
+
+    /// Waits until the load has samples up to `until`, then returns those in
+    /// `[from, until)`.
+    fn window(&self, from: Instant, until: Instant) -> Vec<Sample> {
+        wait_until("load samples", Duration::from_secs(30), || {
+            let s = self.samples.lock().expect("samples");
+            if s.last().is_some_and(|x| x.at >= until) {
+                Ok(())
+            } else {
+                Err(format!("{} samples so far", s.len()))
+            }
+        });
+        self.samples
+            .lock()
+            .expect("samples")
+            .iter()
+            .filter(|s| s.at >= from && s.at < until)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The share of `samples` answered by `backend` (the backend's body starts with its
+/// name); panics on any failure in them.
+fn share(samples: &[Sample], backend: &str) -> f64 {
+    assert!(!samples.is_empty(), "no samples in the window");
+    let mut n = 0;
+    for s in samples {
+        match &s.result {
+            Ok((200, body)) => {
+                if body.split_whitespace().next() == Some(backend) {
+                    n += 1;
+                }
+            }
+            other => panic!("a request failed: {other:?}"),
+        }
+    }
+    f64::from(n) / samples.len() as f64
+}
+
+/// Responses by body (backend name) or error.
+fn histogram(samples: &[Sample]) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for s in samples {
+        let key = match &s.result {
+            Ok((status, body)) => format!(
+                "{status} {}",
+                body.split_whitespace().next().unwrap_or_default()
+            ),
+            Err(e) => e.clone(),
+        };
+        *out.entry(key).or_default() += 1;
+    }
+    out
+}
+
+fn failures(samples: &[Sample]) -> Vec<&Sample> {
+    samples
+        .iter()
+        .filter(|s| !matches!(s.result, Ok((200, _))))
+        .collect()
+}
+
+#[test]
+fn config_changes_reach_running_traffic_without_failures() {
+    let Some(mut mesh) = Mesh::new(
+        &[
+            "control",
+            "client",
+            "reviews-v1",
+            "reviews-v2",
+            "reviews-v2b",
+        ],
+        &[],
+    ) else {
+        return;
+    };
+    let dir = mesh.subdir("config", 0o755);
+    write(&dir, "base.yaml", &base_config(&mesh));
+    write(&dir, "reviews-vs.yaml", &split(90, 10));
+    let mut cp = ControlPlane::start(&mesh, &dir);
+
+    let _v1 = Backend::start(
+        mesh.pod("reviews-v1"),
+        TARGET_PORT,
+        "v1",
+        Behavior::default(),
+    );
+    let _v2 = Backend::start(
+        mesh.pod("reviews-v2"),
+        TARGET_PORT,
+        "v2",
+        Behavior::default(),
+    );
+    let _v2b = Backend::start(
+        mesh.pod("reviews-v2b"),
+        TARGET_PORT,
+        "v2b",
+        Behavior::default(),
+    );
+    mesh.sidecar_discovery("client", cp.discovery, "client", &[]);
+    mesh.sidecar_discovery("reviews-v1", cp.discovery, "reviews", &[]);
+    mesh.sidecar_discovery("reviews-v2", cp.discovery, "reviews", &[]);
+    mesh.sidecar_discovery("reviews-v2b", cp.discovery, "reviews", &[]);
+    cp.wait_all_synced(4);
+
+    // ~100 requests/s for at most 60 s.
+    let load = Load::start(&mesh, "client", 6000);
+    let t0 = Instant::now();
+    let before = load.window(t0, t0 + Duration::from_secs(2));
+    let v2 = share(&before, "v2");
+    assert!(
+        (0.02..=0.25).contains(&v2),
+        "90/10: v2 share {v2:.2}: {:?}",
+        histogram(&before)
+    );
+
+    // 90/10 → 50/50: the split follows within 1 s.
+    let t1 = Instant::now();
+    write(&dir, "reviews-vs.yaml", &split(50, 50));
+    let after = load.window(t1 + Duration::from_secs(1), t1 + Duration::from_secs(3));
+    let v2 = share(&after, "v2");
+    assert!(
+        (0.30..=0.70).contains(&v2),
+        "50/50 one second after the edit: v2 share {v2:.2} of {}",
+        after.len()
+    );
+
+    // A new backend: its WorkloadEntry gets traffic within 1 s.
+    let t2 = Instant::now();
+    write(
+        &dir,
+        "reviews-v2b.yaml",
+        &workload_entry("reviews-v2b", mesh.pod("reviews-v2b").ip(), "reviews", "v2"),
+    );
+    let after = load.window(t2 + Duration::from_secs(1), t2 + Duration::from_secs(3));
+    let v2b = share(&after, "v2b");
+    assert!(
+        v2b > 0.05,
+        "the new backend gets traffic one second after its WorkloadEntry: {v2b:.2} of {}",
+        after.len()
+    );
+
+    // The control plane dies and comes back: traffic does not notice, proxies resync.
+    cp.kill();
+    let t3 = Instant::now();
+    let during = load.window(t3, t3 + Duration::from_secs(2));
+    assert!(failures(&during).is_empty(), "{:?}", failures(&during));
+    cp.restart();
+    cp.wait_all_synced(4);
+
+    // A broken file: rejected with file and line, traffic untouched, proxies SYNCED.
+    write(
+        &dir,
+        "broken.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: broken\nspec:\n  ports:\n  - port: 99999\n",
+    );
+    let registry = wait_until("the broken file rejected", Duration::from_secs(10), || {
+        let (status, body) = cp.get("/debug/registry")?;
+        let r: mesh_api::status::RegistryStatus =
+            serde_json::from_str(&body).map_err(|e| format!("{status}: {e}: {body}"))?;
+        if r.rejected.is_empty() {
+            Err(body)
+        } else {
+            Ok(r)
+        }
+    });
+    assert!(
+        registry
+            .rejected
+            .iter()
+            .any(|l| l.contains("broken.yaml:7")),
+        "{:#?}",
+        registry.rejected
+    );
+    wait_until(
+        "mesh-control logs the rejection",
+        Duration::from_secs(5),
+        || {
+            let log = cp.log_text();
+            if log.contains("broken.yaml:7") {
+                Ok(())
+            } else {
+                Err("not yet".to_owned())
+            }
+        },
+    );
+    let t4 = Instant::now();
+    let after = load.window(t4, t4 + Duration::from_secs(1));
+    assert!(failures(&after).is_empty(), "{:?}", failures(&after));
+    let (ok, text) = cp.proxy_status(&["--check"]);
+    assert!(ok, "proxies stay SYNCED after a rejected change:\n{text}");
+
+    let samples = load.stop();
+    let failed = failures(&samples);
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        samples.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        samples.len() > 500,
+        "only {} requests were sent",
+        samples.len()
+    );
+}
+
+#[test]
+fn a_refused_update_is_nacked_and_the_proxy_keeps_serving() {
+    let Some(mut mesh) = Mesh::new(&["control", "client", "reviews-v1", "reviews-v2"], &[]) else {
+        return;
+    };
+    let dir = mesh.subdir("config", 0o755);
+    write(&dir, "base.yaml", &base_config(&mesh));
+    let cp = ControlPlane::start(&mesh, &dir);
+    let _v1 = Backend::start(
+        mesh.pod("reviews-v1"),
+        TARGET_PORT,
+        "v1",
+        Behavior::default(),
+    );
+    let _v2 = Backend::start(
+        mesh.pod("reviews-v2"),
+        TARGET_PORT,
+        "v2",
+        Behavior::default(),
+    );
+    // The client proxy accepts at most 8 resources: today's config fits, a bigger mesh
+    // does not.
+    mesh.sidecar_discovery("client", cp.discovery, "client", &["--max-resources", "8"]);
+    mesh.sidecar_discovery("reviews-v1", cp.discovery, "reviews", &[]);
+    mesh.sidecar_discovery("reviews-v2", cp.discovery, "reviews", &[]);
+    cp.wait_all_synced(3);
+
+    let more: String = (0..5)
+        .map(|i| {
+            format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: extra-{i}\n  namespace: default\nspec:\n  clusterIP: 10.96.1.{}\n  selector:\n    app: extra-{i}\n  ports:\n  - name: http\n    port: 80\n",
+                i + 1
+            )
+        })
+        .collect();
+    write(&dir, "more.yaml", &more);
+    let text = wait_until("the client proxy NACKED", Duration::from_secs(15), || {
+        let (_, text) = cp.proxy_status(&[]);
+        if text.contains("NACKED") && text.contains("--max-resources") {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    });
+    assert!(text.contains("client"), "{text}");
+    let (ok, _) = cp.proxy_status(&["--check"]);
+    assert!(!ok, "--check fails while a proxy is NACKED");
+
+    // It keeps serving its last good config.
+    let target = SocketAddr::from((VIP, PORT));
+    for i in 0..20 {
+        let r = mesh
+            .pod("client")
+            .run_in(move || get(target, &format!("/after-nack/{i}")))
+            .expect("run in the client pod");
+        assert!(matches!(r, Ok((200, _))), "{r:?}");
+    }
+}
