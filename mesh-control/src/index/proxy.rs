@@ -117,10 +117,13 @@ pub(super) fn scope(settings: &Settings, state: &State, ns: &str, mode: ProxyMod
 pub(super) fn own(settings: &Settings, state: &State, node: &Node) -> OwnConfig {
     let ns = node.namespace.as_str();
     let workload = state
-        .workloads
-        .values()
+        .workload_names
+        .get(&(ns.to_owned(), node.pod_name.clone()))
+        .into_iter()
+        .flatten()
+        .filter_map(|uid| state.workloads.get(uid))
         .map(|w| &w.workload)
-        .find(|w| w.namespace == ns && w.name == node.pod_name && w.identity == node.identity);
+        .find(|w| w.identity == node.identity);
     let labels = workload.map_or(&node.labels, |w| &w.labels);
     OwnConfig {
         workload: workload.cloned(),

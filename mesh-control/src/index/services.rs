@@ -313,11 +313,56 @@ pub(super) fn from_service_entry(cx: &mut Cx<'_>, se: &ServiceEntry) -> Vec<Serv
     out
 }
 
+/// Workloads by (namespace, label key, label value), so a selector looks only at the
+/// workloads carrying one of its labels instead of scanning the whole mesh (5,000
+/// services over 50,000 workloads would otherwise be 250 million label checks per
+/// change).
+#[derive(Debug, Default)]
+pub(super) struct WorkloadsByLabel<'w> {
+    map: std::collections::HashMap<(&'w str, &'w str, &'w str), Vec<&'w WorkloadRecord>>,
+}
+
+impl<'w> WorkloadsByLabel<'w> {
+    pub(super) fn new(workloads: impl Iterator<Item = &'w WorkloadRecord>) -> Self {
+        let mut map: std::collections::HashMap<_, Vec<_>> = std::collections::HashMap::new();
+        for w in workloads {
+            for (k, v) in &w.info.labels {
+                map.entry((w.info.namespace.as_str(), k.as_str(), v.as_str()))
+                    .or_default()
+                    .push(w);
+            }
+        }
+        Self { map }
+    }
+
+    /// The workloads of `namespace` whose labels contain all of `selector` (non-empty).
+    fn select<'s>(
+        &'s self,
+        namespace: &'s str,
+        selector: &'s BTreeMap<String, String>,
+    ) -> impl Iterator<Item = &'w WorkloadRecord> + 's {
+        // The rarest label narrows the candidates; the full selector decides.
+        let candidates = selector
+            .iter()
+            .map(|(k, v)| {
+                self.map
+                    .get(&(namespace, k.as_str(), v.as_str()))
+                    .map_or(&[][..], Vec::as_slice)
+            })
+            .min_by_key(|c| c.len())
+            .unwrap_or(&[]);
+        candidates
+            .iter()
+            .copied()
+            .filter(move |w| super::hosts::selects(selector, &w.info.labels))
+    }
+}
+
 /// Computes `record.endpoints` from its static endpoints and the workloads its selector
 /// picks; named target ports no workload port resolves are reported through `warn`.
-pub(super) fn fill_endpoints<'w>(
+pub(super) fn fill_endpoints(
     record: &mut ServiceRecord,
-    workloads: impl Iterator<Item = &'w WorkloadRecord>,
+    workloads: &WorkloadsByLabel<'_>,
     warn: &mut dyn FnMut(String),
 ) {
     let mut endpoints: BTreeMap<String, Endpoint> = BTreeMap::new();
@@ -327,14 +372,10 @@ pub(super) fn fill_endpoints<'w>(
             .or_insert_with(|| endpoint(record, w, warn));
     }
     if let Some(selector) = &record.selector {
-        for w in workloads {
-            if w.info.namespace == record.origin.namespace
-                && super::hosts::selects(selector, &w.info.labels)
-            {
-                endpoints
-                    .entry(w.workload.uid.clone())
-                    .or_insert_with(|| endpoint(record, w, warn));
-            }
+        for w in workloads.select(&record.origin.namespace, selector) {
+            endpoints
+                .entry(w.workload.uid.clone())
+                .or_insert_with(|| endpoint(record, w, warn));
         }
     }
     record.endpoints = endpoints.into_values().collect();

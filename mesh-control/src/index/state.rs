@@ -26,6 +26,8 @@ use super::{
 pub(super) struct State {
     /// Workloads by uid.
     pub(super) workloads: BTreeMap<String, WorkloadRecord>,
+    /// Workload uids by (namespace, name): how a proxy's node finds its own workload.
+    pub(super) workload_names: std::collections::HashMap<(String, String), Vec<String>>,
     /// Service definitions by host name, in [`ServiceRecord::priority`] order (for a proxy
     /// in no particular namespace).
     pub(super) services: BTreeMap<String, Vec<ServiceRecord>>,
@@ -72,7 +74,17 @@ impl State {
             }
         }
 
+        for w in state.workloads.values() {
+            state
+                .workload_names
+                .entry((w.workload.namespace.clone(), w.workload.name.clone()))
+                .or_default()
+                .push(w.workload.uid.clone());
+        }
+
         // Services and their endpoints.
+        let by_label = services::WorkloadsByLabel::new(state.workloads.values());
+        let mut services: BTreeMap<String, Vec<ServiceRecord>> = BTreeMap::new();
         for (origin, r) in &resources {
             let mut cx = Cx::new(settings, origin, &mut warnings);
             let records = match r {
@@ -82,16 +94,17 @@ impl State {
             };
             for mut rec in records {
                 let origin = rec.origin.clone();
-                services::fill_endpoints(&mut rec, state.workloads.values(), &mut |m| {
+                services::fill_endpoints(&mut rec, &by_label, &mut |m| {
                     push_warning(&mut warnings, &origin, m);
                 });
-                state
-                    .services
+                services
                     .entry(rec.service.hostname.clone())
                     .or_default()
                     .push(rec);
             }
         }
+        drop(by_label);
+        state.services = services;
         for (hostname, records) in &mut state.services {
             records.sort_by(|a, b| a.priority("").cmp(&b.priority("")));
             for r in &records[1..] {

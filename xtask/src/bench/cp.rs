@@ -15,7 +15,6 @@
 //! same field numbers), so the generator's cost stays small next to the control plane's.
 //! Everything runs on loopback; every wait is bounded.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -105,9 +104,11 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         .build()?;
     let sims = Arc::new(Sims::new(args.proxies as usize));
     let t0 = Instant::now();
+    // Proxies start over about a second (as pods do, never all in one instant).
     for i in 0..args.proxies {
         let ns = format!("ns-{}", i % args.namespaces);
         runtime.spawn(sims.clone().proxy(discovery, i, ns));
+        std::thread::sleep(Duration::from_micros(1000));
     }
     wait_for(Duration::from_secs(600), || {
         cp.check_alive()?;
@@ -299,16 +300,29 @@ fn workload_entry(ns: &str, app: &str, name: &str, ip: [u8; 4]) -> String {
     )
 }
 
-/// One file per namespace: its services and their WorkloadEntries.
+/// Services and their WorkloadEntries, in files of at most 1,000 documents (the loader's
+/// per-file budget).
 fn generate(dir: &Path, args: &Args) -> anyhow::Result<()> {
     let per_service = (args.endpoints / args.services).max(1);
-    let mut files: BTreeMap<u32, String> = BTreeMap::new();
+    let mut file = String::new();
+    let mut docs = 0u32;
+    let mut files = 0u32;
+    let mut flush = |file: &mut String, docs: &mut u32| -> anyhow::Result<()> {
+        if *docs > 0 {
+            std::fs::write(dir.join(format!("mesh-{files:04}.yaml")), &*file)?;
+            files += 1;
+            file.clear();
+            *docs = 0;
+        }
+        Ok(())
+    };
     let mut ep = 0u32;
     for s in 0..args.services {
-        let ns_i = s % args.namespaces;
-        let ns = format!("ns-{ns_i}");
+        if docs + 1 + per_service > 1000 {
+            flush(&mut file, &mut docs)?;
+        }
+        let ns = format!("ns-{}", s % args.namespaces);
         let name = format!("svc-{}", s / args.namespaces);
-        let out = files.entry(ns_i).or_default();
         let vip = 0x0a60_0000u32 + s + 1; // 10.96.0.0/12
         let export = if args.export_everywhere {
             String::new()
@@ -316,25 +330,24 @@ fn generate(dir: &Path, args: &Args) -> anyhow::Result<()> {
             "  annotations:\n    networking.mesh.dev/exportTo: \".\"\n".to_owned()
         };
         let _ = write!(
-            out,
+            file,
             "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {ns}\n{export}spec:\n  clusterIP: {}\n  selector:\n    app: {name}\n  ports:\n  - name: http\n    port: 8080\n",
             std::net::Ipv4Addr::from(vip)
         );
+        docs += 1;
         for k in 0..per_service {
             let addr = 0x0b00_0000u32 + ep + 1; // 11.0.0.0/8
             ep += 1;
-            out.push_str(&workload_entry(
+            file.push_str(&workload_entry(
                 &ns,
                 &name,
                 &format!("{name}-{k}"),
                 std::net::Ipv4Addr::from(addr).octets(),
             ));
+            docs += 1;
         }
     }
-    for (ns, text) in files {
-        std::fs::write(dir.join(format!("ns-{ns}.yaml")), text)?;
-    }
-    Ok(())
+    flush(&mut file, &mut docs)
 }
 
 /// The simulated proxies' shared bookkeeping.
@@ -361,12 +374,25 @@ impl Sims {
         *self.watching.lock().expect("poisoned") = Some(hostname.to_owned());
     }
 
+    /// One simulated proxy; a stream that fails before its initial sync is retried (a
+    /// real proxy reconnects too), twice at most.
     async fn proxy(self: Arc<Self>, addr: SocketAddr, i: u32, ns: String) {
-        if let Err(e) = self.clone().run_proxy(addr, i, ns).await
-            && !self.stop.load(Ordering::Relaxed)
-        {
-            let mut err = self.error.lock().expect("poisoned");
-            err.get_or_insert(format!("proxy {i}: {e:#}"));
+        for attempt in 0..3 {
+            let synced = Arc::new(AtomicBool::new(false));
+            match self
+                .clone()
+                .run_proxy(addr, i, ns.clone(), synced.clone())
+                .await
+            {
+                Ok(()) => return,
+                Err(_) if self.stop.load(Ordering::Relaxed) => return,
+                Err(e) if attempt == 2 || synced.load(Ordering::Relaxed) => {
+                    let mut err = self.error.lock().expect("poisoned");
+                    err.get_or_insert(format!("proxy {i}: {e:#}"));
+                    return;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
         }
     }
 
@@ -375,6 +401,7 @@ impl Sims {
         addr: SocketAddr,
         i: u32,
         ns: String,
+        synced: Arc<AtomicBool>,
     ) -> anyhow::Result<()> {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
@@ -444,6 +471,7 @@ impl Sims {
             .await?;
             answered += 1;
             if answered == kinds.len() {
+                synced.store(true, Ordering::Relaxed);
                 self.synced.fetch_add(1, Ordering::Relaxed);
             }
         }
