@@ -43,6 +43,40 @@ impl SyncState {
     }
 }
 
+/// The proxies of `items` that `query` names, by the one rule `meshctl` and the debug API
+/// share: the proxies with that id; else those whose `pod.namespace` it is; else those
+/// whose pod name it is. `node` gives an item's (id, pod name, namespace). Pod names may
+/// contain dots, so `pod.namespace` is compared whole, never split.
+pub fn select_proxies<'a, T>(
+    items: &'a [T],
+    query: &str,
+    node: impl Fn(&T) -> (&str, &str, &str),
+) -> Vec<&'a T> {
+    let pick = |f: &dyn Fn(&str, &str, &str) -> bool| -> Vec<&'a T> {
+        items
+            .iter()
+            .filter(|item| {
+                let (id, pod, ns) = node(item);
+                f(id, pod, ns)
+            })
+            .collect()
+    };
+    let by_id = pick(&|id, _, _| id == query);
+    if !by_id.is_empty() {
+        return by_id;
+    }
+    let by_name = pick(&|_, pod, ns| {
+        query.len() == pod.len() + 1 + ns.len()
+            && query.starts_with(pod)
+            && query[pod.len()..].starts_with('.')
+            && query.ends_with(ns)
+    });
+    if !by_name.is_empty() {
+        return by_name;
+    }
+    pick(&|_, pod, _| pod == query)
+}
+
 /// `GET /debug/proxies`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,4 +188,31 @@ pub struct RegistryStatus {
     pub warnings: Vec<String>,
     /// Translation problems in the index (resources skipped or approximated).
     pub index_warnings: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::select_proxies;
+
+    #[test]
+    fn proxies_are_selected_by_id_then_name_then_pod() {
+        let items = [
+            ("sidecar~1", "a.b", "ns"),
+            ("sidecar~2", "a", "b.ns"),
+            ("sidecar~3", "c", "x"),
+            ("sidecar~4", "c", "y"),
+        ];
+        let ids = |q: &str| -> Vec<&str> {
+            select_proxies(&items, q, |i| *i)
+                .iter()
+                .map(|i| i.0)
+                .collect()
+        };
+        assert_eq!(ids("sidecar~3"), ["sidecar~3"]);
+        // A dotted pod name is matched whole, not split at its first dot.
+        assert_eq!(ids("a.b.ns"), ["sidecar~1", "sidecar~2"]);
+        assert_eq!(ids("c.y"), ["sidecar~4"]);
+        assert_eq!(ids("c"), ["sidecar~3", "sidecar~4"]);
+        assert!(ids("nope").is_empty());
+    }
 }

@@ -232,24 +232,15 @@ impl DebugState {
     }
 }
 
-/// Proxies matching `wanted`: by id, by `pod.namespace`, or by pod name.
+/// Proxies matching `wanted` (see [`mesh_api::status::select_proxies`]).
 fn find_proxy<'a>(conns: &'a [ConnState], wanted: &str) -> Vec<&'a ConnState> {
-    let by_id: Vec<&ConnState> = conns.iter().filter(|c| c.node.id == wanted).collect();
-    if !by_id.is_empty() {
-        return by_id;
-    }
-    let by_qualified: Vec<&ConnState> = conns
-        .iter()
-        .filter(|c| {
-            wanted
-                .split_once('.')
-                .is_some_and(|(pod, ns)| c.node.pod_name == pod && c.node.namespace == ns)
-        })
-        .collect();
-    if !by_qualified.is_empty() {
-        return by_qualified;
-    }
-    conns.iter().filter(|c| c.node.pod_name == wanted).collect()
+    mesh_api::status::select_proxies(conns, wanted, |c| {
+        (
+            c.node.id.as_str(),
+            c.node.pod_name.as_str(),
+            c.node.namespace.as_str(),
+        )
+    })
 }
 
 /// The percent-decoded value of `key` in a query string.

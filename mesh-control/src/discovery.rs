@@ -157,7 +157,7 @@ impl Discovery for DiscoveryService {
         let (tx, rx) = mpsc::channel(16);
         let reg = self
             .clients
-            .register(stream::conn_state(node.clone(), peer));
+            .register(clients::ConnState::new(node.clone(), peer));
         let metrics = self.metrics.clone();
         metrics.connected(1);
         let conn = stream::Conn::new(node, reg, metrics.clone(), tx);

@@ -111,19 +111,14 @@ pub fn name(p: &ProxyStatus) -> String {
 /// (several streams of one pod), else those whose pod name it is when all are in one
 /// namespace.
 pub fn select(proxies: &[ProxyStatus], query: &str) -> Result<Vec<ProxyStatus>, SelectError> {
-    let pick = |f: &dyn Fn(&ProxyStatus) -> bool| -> Vec<ProxyStatus> {
-        proxies.iter().filter(|p| f(p)).cloned().collect()
-    };
-    let by_id = pick(&|p| p.id == query);
-    if !by_id.is_empty() {
-        return Ok(by_id);
-    }
-    let by_name = pick(&|p| name(p) == query);
-    if !by_name.is_empty() {
-        return Ok(by_name);
-    }
-    let by_pod = pick(&|p| p.pod_name == query);
-    let mut names: Vec<String> = by_pod.iter().map(name).collect();
+    let selected: Vec<ProxyStatus> = mesh_api::status::select_proxies(proxies, query, |p| {
+        (p.id.as_str(), p.pod_name.as_str(), p.namespace.as_str())
+    })
+    .into_iter()
+    .cloned()
+    .collect();
+    // By id or `pod.namespace` the answer is one pod; by pod name it must be one too.
+    let mut names: Vec<String> = selected.iter().map(name).collect();
     names.dedup();
     match names.len() {
         0 => Err(SelectError::NotFound {
@@ -134,7 +129,7 @@ pub fn select(proxies: &[ProxyStatus], query: &str) -> Result<Vec<ProxyStatus>, 
                 known
             },
         }),
-        1 => Ok(by_pod),
+        1 => Ok(selected),
         _ => Err(SelectError::Ambiguous {
             query: query.to_owned(),
             matches: names,

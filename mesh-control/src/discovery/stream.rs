@@ -22,7 +22,7 @@ use mesh_api::status::Nack;
 use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
 
-use super::clients::{ConnState, Registration, unix_ms};
+use super::clients::{Registration, unix_ms};
 use super::snapshot::{
     Generation, Held, KindDelta, OWN_KINDS, SCOPE_KINDS, ScopeResources, own_resources, own_slot,
     scope_slot,
@@ -400,9 +400,4 @@ fn apply(held: &mut Held, delta: &KindDelta) {
     for name in &delta.removes {
         held.remove(name);
     }
-}
-
-/// Registers a new stream's proxy.
-pub(crate) fn conn_state(node: Node, peer: String) -> ConnState {
-    ConnState::new(node, peer)
 }
