@@ -174,6 +174,11 @@ spec:
     )
 }
 
+/// The base config. The reviews DestinationRule balances round robin: these tests measure
+/// how fast config reaches proxies, and with one sequential client the default P2C over
+/// latency EWMAs sends everything to whichever endpoint currently looks fastest, so a new
+/// backend whose first request was slower than its peer's average would get no traffic
+/// for seconds, whatever the control plane does.
 fn base_config(mesh: &Mesh) -> String {
     let ip = |pod: &str| mesh.pod(pod).ip();
     format!(
@@ -198,6 +203,9 @@ metadata:
   namespace: default
 spec:
   host: reviews
+  trafficPolicy:
+    loadBalancer:
+      simple: ROUND_ROBIN
   subsets:
   - name: v1
     labels:
