@@ -10,6 +10,7 @@
 //!   `cargo xtask codegen`, and its conversions to and from [`model`].
 //! - [`spiffe`]: SPIFFE workload identities, `spiffe://<td>/ns/<ns>/sa/<sa>`.
 //! - [`status`]: the control plane's debug API documents (`proxy-status`, config dumps).
+//! - `tls` (feature `tls`): SPIFFE certificate checks and rustls configs for mutual TLS.
 //! - [`duration`]: the duration syntax used in config and the model (`200ms`, `1.5s`,
 //!   `1m30s`).
 
@@ -19,3 +20,5 @@ pub mod model;
 pub mod proto;
 pub mod spiffe;
 pub mod status;
+#[cfg(feature = "tls")]
+pub mod tls;

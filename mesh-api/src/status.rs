@@ -6,6 +6,8 @@
 //! | `GET /debug/proxies` | [`ProxyStatusList`]: every connected proxy and its sync state |
 //! | `GET /debug/config?proxy=<id\|pod.namespace>` | [`ProxyConfigDump`]: one proxy's computed config |
 //! | `GET /debug/registry` | [`RegistryStatus`]: where config comes from, its problems |
+//! | `GET /debug/secrets?proxy=<id\|pod.namespace\|pod>` | [`ProxySecretList`]: the certificates the CA issued to proxies |
+//! | `GET /debug/ca` | [`CaStatus`]: the CA, its trust bundle and root rotation |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /healthz/ready` | 200 once the registry has synced, 503 before |
 //!
@@ -188,6 +190,121 @@ pub struct RegistryStatus {
     pub warnings: Vec<String>,
     /// Translation problems in the index (resources skipped or approximated).
     pub index_warnings: Vec<String>,
+}
+
+/// What a certificate says, for status pages and `meshctl proxy-config secret`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertInfo {
+    /// The subject, RFC 4514 form.
+    pub subject: String,
+    /// The issuer, RFC 4514 form.
+    pub issuer: String,
+    /// The serial number, colon-separated hex.
+    pub serial: String,
+    /// Start of validity, Unix seconds.
+    pub not_before: i64,
+    /// End of validity, Unix seconds.
+    pub not_after: i64,
+    /// The SPIFFE identity, when the certificate has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spiffe_id: Option<String>,
+    /// Whether it is a CA certificate.
+    pub is_ca: bool,
+}
+
+/// `GET /debug/secrets[?proxy=<id | pod.namespace | pod>]`: the certificates the CA issued
+/// to proxies, latest per proxy (proxies name themselves in `CertifyRequest.proxy_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxySecretList {
+    /// The control plane's clock when the document was made.
+    pub now_unix_ms: u64,
+    /// One entry per proxy, ordered by proxy id.
+    pub secrets: Vec<ProxySecret>,
+}
+
+/// The certificate last issued to one proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxySecret {
+    /// The proxy's id as it sent it (`<pod>.<namespace>`).
+    pub proxy: String,
+    /// The SPIFFE identity the certificate carries.
+    pub identity: String,
+    /// When it was issued.
+    pub issued_unix_ms: u64,
+    /// How the caller authenticated: `token` or `certificate` (a renewal).
+    pub authenticated_by: String,
+    /// The chain sent: the leaf first, then intermediates.
+    pub chain: Vec<CertInfo>,
+    /// The trust bundle sent with it.
+    pub trust_bundle: Vec<CertInfo>,
+}
+
+/// `GET /debug/ca`: the certificate authority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaStatus {
+    /// The control plane's clock when the document was made.
+    pub now_unix_ms: u64,
+    /// The trust domain of the identities it signs.
+    pub trust_domain: String,
+    /// Where the CA material lives: `local:<dir>` or `kubernetes:<namespace>/<secret>`.
+    pub source: String,
+    /// Whether it signs with a plug-in intermediate (`cacerts`) rather than its own root.
+    pub plug_in: bool,
+    /// The certificate that signs workload certificates (a root or a plug-in intermediate).
+    pub signing: CertInfo,
+    /// Intermediates sent after each leaf (empty for a self-signed root).
+    pub intermediates: Vec<CertInfo>,
+    /// The trust bundle: every root currently trusted.
+    pub trust_bundle: Vec<CertInfo>,
+    /// Root rotation.
+    pub rotation: RotationStatus,
+    /// The lifetime of workload certificates, in seconds.
+    pub workload_cert_ttl_seconds: u64,
+    /// Problems the CA works around (bad staged or replaced material), one line each.
+    pub problems: Vec<String>,
+}
+
+/// Where a root rotation stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationStatus {
+    /// The phase.
+    pub phase: RotationPhase,
+    /// While `ANNOUNCED`: the CA material that will sign next (already in the bundle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<CertInfo>,
+    /// While `ANNOUNCED`: when signing switches to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch_at_unix_ms: Option<u64>,
+    /// Roots that no longer sign but stay trusted until the certificates they signed expire.
+    pub retiring: Vec<RetiringRoot>,
+}
+
+/// A phase of root rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RotationPhase {
+    /// One signing root, nothing retiring.
+    Stable,
+    /// A new root is in the trust bundle and will sign after the grace period.
+    Announced,
+    /// The new root signs; the previous one stays in the bundle until its certificates
+    /// have expired.
+    Draining,
+}
+
+/// A root that left signing and is still trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetiringRoot {
+    /// The root.
+    pub root: CertInfo,
+    /// When it leaves the trust bundle.
+    pub drop_after_unix_ms: u64,
 }
 
 #[cfg(test)]

@@ -15,6 +15,10 @@ pub struct CertifyRequest {
     /// default (24h).
     #[prost(message, optional, tag = "3")]
     pub requested_lifetime: ::core::option::Option<::prost_types::Duration>,
+    /// The proxy's id (`<pod>.<namespace>`), for the control plane's records and
+    /// `meshctl proxy-config <proxy> secret`. Informational: it grants nothing.
+    #[prost(string, tag = "4")]
+    pub proxy_id: ::prost::alloc::string::String,
 }
 /// A signed workload certificate and what is needed to verify peers.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -37,6 +41,20 @@ pub struct CertifyResponse {
     /// When the proxy should request a new certificate (about half the lifetime).
     #[prost(message, optional, tag = "5")]
     pub refresh_at: ::core::option::Option<::prost_types::Timestamp>,
+}
+/// Asks for the trust bundle and its changes.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WatchTrustBundleRequest {
+    /// The proxy's id, as in CertifyRequest. Informational.
+    #[prost(string, tag = "1")]
+    pub proxy_id: ::prost::alloc::string::String,
+}
+/// The roots to verify mesh certificates with.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TrustBundle {
+    /// Root certificates, DER-encoded. More than one during a root rotation.
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub trust_anchors: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
 }
 /// Generated client implementations.
 pub mod identity_client {
@@ -152,6 +170,36 @@ pub mod identity_client {
                 .insert(GrpcMethod::new("mesh.identity.v1.Identity", "Certify"));
             self.inner.unary(req, path, codec).await
         }
+        /// Streams the trust bundle: the current roots at once, then every change (a root
+        /// rotation adds the new root here before the CA signs with it, and removes the old one
+        /// after every certificate it signed has expired). Proxies verify peers with the latest
+        /// bundle. Same authentication as Certify.
+        pub async fn watch_trust_bundle(
+            &mut self,
+            request: impl tonic::IntoRequest<super::WatchTrustBundleRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::TrustBundle>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/mesh.identity.v1.Identity/WatchTrustBundle",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("mesh.identity.v1.Identity", "WatchTrustBundle"),
+                );
+            self.inner.server_streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -173,6 +221,23 @@ pub mod identity_server {
             &self,
             request: tonic::Request<super::CertifyRequest>,
         ) -> std::result::Result<tonic::Response<super::CertifyResponse>, tonic::Status>;
+        /// Server streaming response type for the WatchTrustBundle method.
+        type WatchTrustBundleStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::TrustBundle, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// Streams the trust bundle: the current roots at once, then every change (a root
+        /// rotation adds the new root here before the CA signs with it, and removes the old one
+        /// after every certificate it signed has expired). Proxies verify peers with the latest
+        /// bundle. Same authentication as Certify.
+        async fn watch_trust_bundle(
+            &self,
+            request: tonic::Request<super::WatchTrustBundleRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::WatchTrustBundleStream>,
+            tonic::Status,
+        >;
     }
     /// Issues SPIFFE workload certificates.
     ///
@@ -297,6 +362,53 @@ pub mod identity_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/mesh.identity.v1.Identity/WatchTrustBundle" => {
+                    #[allow(non_camel_case_types)]
+                    struct WatchTrustBundleSvc<T: Identity>(pub Arc<T>);
+                    impl<
+                        T: Identity,
+                    > tonic::server::ServerStreamingService<
+                        super::WatchTrustBundleRequest,
+                    > for WatchTrustBundleSvc<T> {
+                        type Response = super::TrustBundle;
+                        type ResponseStream = T::WatchTrustBundleStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::WatchTrustBundleRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Identity>::watch_trust_bundle(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = WatchTrustBundleSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)
