@@ -5,12 +5,17 @@
 //! (`MSH0101 error: file:line:col (document N, Kind ns/name): field.path: message`, with a
 //! `fix:` line), then a summary. Exit status: 1 when any error was found, 0 otherwise
 //! (warnings do not fail the run unless `--strict`).
+//!
+//! Principals are checked against the mesh's trust domain (`--trust-domain`, the same flag
+//! and `MESH_TRUST_DOMAIN` variable as mesh-control's; `cluster.local` by default): a
+//! principal of another trust domain can never match a peer.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mesh_api::config::{ConfigSet, Loader, Severity, validate};
+use mesh_api::spiffe::{DEFAULT_TRUST_DOMAIN, SpiffeId};
 use serde::Serialize;
 
 use crate::OutputFormat;
@@ -24,6 +29,16 @@ pub struct Args {
     /// Namespace for resources that do not name one.
     #[arg(short, long, default_value = "default")]
     pub namespace: String,
+    /// The mesh's SPIFFE trust domain (as given to mesh-control): authorization principals
+    /// in another trust domain are reported, since no peer can have them.
+    #[arg(
+        long,
+        value_name = "DOMAIN",
+        env = "MESH_TRUST_DOMAIN",
+        default_value = DEFAULT_TRUST_DOMAIN,
+        value_parser = parse_trust_domain,
+    )]
+    pub trust_domain: String,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -67,7 +82,12 @@ fn load(args: &Args) -> ConfigSet {
         }
     }
     let mut set = loader.finish();
-    validate::validate(&mut set);
+    validate::validate_with(
+        &mut set,
+        &validate::Options {
+            trust_domain: args.trust_domain.clone(),
+        },
+    );
     // Input order for files and documents; within a document, by line.
     set.diagnostics.sort_by(|a, b| {
         let (la, lb) = (&a.location, &b.location);
@@ -77,6 +97,13 @@ fn load(args: &Args) -> ConfigSet {
             .then(la.column.cmp(&lb.column))
     });
     set
+}
+
+/// Checks a trust domain as the identities' parser does (lower-case DNS-like name).
+fn parse_trust_domain(s: &str) -> Result<String, String> {
+    SpiffeId::new(s, "default", "default")
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 fn print(args: &Args, set: &ConfigSet, out: &mut impl Write) -> anyhow::Result<ExitCode> {

@@ -223,6 +223,11 @@ pub fn config_path(proxy: &str) -> String {
     format!("/debug/config?proxy={}", client::encode_query_value(proxy))
 }
 
+/// The path of `GET /debug/secrets` for `proxy` (an id, `pod.namespace` or pod name).
+pub fn secrets_path(proxy: &str) -> String {
+    format!("/debug/secrets?proxy={}", client::encode_query_value(proxy))
+}
+
 async fn fetch(args: &Args, path: &str) -> Result<(Location, client::Response), Error> {
     let deadline = Instant::now() + TOTAL_TIMEOUT;
     if args.kubernetes {

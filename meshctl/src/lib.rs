@@ -36,7 +36,8 @@ pub enum Command {
     Analyze(analyze::Args),
     /// Show every connected proxy and whether its config is in sync with the control plane.
     ProxyStatus(proxy_status::Args),
-    /// Show the config the control plane computed for one proxy.
+    /// Show the config the control plane computed for one proxy (or, with `secret`, the
+    /// certificate its CA issued to it).
     ProxyConfig(proxy_config::Args),
     /// Print meshctl's version.
     Version(version::Args),

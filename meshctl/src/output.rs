@@ -1,6 +1,6 @@
 //! Printing for the inspection commands (`proxy-status`, `proxy-config`): the
-//! `-o table|json|yaml` switch, a small aligned-columns [`Table`] in `kubectl`'s style, and
-//! humanized ages ([`age`]).
+//! `-o table|json|yaml` switch, a small aligned-columns [`Table`] in `kubectl`'s style,
+//! humanized ages ([`age`]) and RFC 3339 times ([`rfc3339`]).
 //!
 //! JSON and YAML print the control plane's documents as they are (pretty JSON, YAML via
 //! serde-saphyr), so scripts read the same shapes that `mesh_api::status` defines.
@@ -174,6 +174,33 @@ pub fn age_between(then_ms: u64, now_ms: u64) -> String {
     age(Duration::from_millis(now_ms.saturating_sub(then_ms)))
 }
 
+/// A Unix time in seconds as an RFC 3339 UTC timestamp, `2023-11-14T22:13:20Z`.
+pub fn rfc3339(unix_s: i64) -> String {
+    let (y, m, d) = civil_from_days(unix_s.div_euclid(86_400));
+    let s = unix_s.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
+}
+
+/// The proleptic Gregorian (year, month, day) `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // day of era, [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of year from March 1, [0, 365]
+    let mp = (5 * doy + 2) / 153; // month from March, [0, 11]
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 /// The name serde gives a unit enum variant (`p2cEwma`, `istioMutual`): the spelling users
 /// write in YAML, so tables and config agree.
 pub fn serde_name<T: Serialize>(value: &T) -> String {
@@ -209,6 +236,18 @@ mod tests {
         assert_eq!(age_between(1_000, 13_000), "12s");
         // A timestamp after `now` (another clock, rounding) is not negative.
         assert_eq!(age_between(13_000, 1_000), "0ms");
+    }
+
+    #[test]
+    fn formats_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        // A leap day, the last second before it, and a century that is not a leap year.
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(951_782_399), "2000-02-28T23:59:59Z");
+        assert_eq!(rfc3339(4_107_542_400), "2100-03-01T00:00:00Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
     }
 
     #[test]

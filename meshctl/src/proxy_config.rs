@@ -10,11 +10,15 @@
 //!   traffic and with which weights, and markers for timeouts, retries, faults...;
 //! - `clusters`: load balancing, subset labels, pool limits, outlier detection, TLS;
 //! - `endpoints`: one row per endpoint and service port;
-//! - `all` (the default): a header line on the proxy, then every section.
+//! - `all` (the default): a header line on the proxy, then every section above;
+//! - `secret`: the workload certificate the CA issued to the proxy ([`secret`], from
+//!   `GET /debug/secrets`). Not computed config, so not in `all`: ask for it by name.
 //!
 //! `-o json|yaml` prints the section's part of the spec under its field names
-//! (`{"routes": [...]}`), or the whole dump for `all`. Exit status: 0; 1 when the control
-//! plane knows no such proxy (404) or several (409); 2 when it gave no usable answer.
+//! (`{"routes": [...]}`), the whole dump for `all`, the `ProxySecret` for `secret`. Exit
+//! status: 0; 1 when the control plane knows no such proxy (404) or several (409) (for
+//! `secret`: issued no certificate to it, or to several that match); 2 when it gave no
+//! usable answer.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -33,6 +37,8 @@ use crate::control;
 use crate::output::{Format, Table, age_between, serde_name, write_document};
 use crate::proxy_status;
 
+pub mod secret;
+
 /// Which part of the config to show.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Section {
@@ -44,9 +50,12 @@ pub enum Section {
     Clusters,
     /// Service endpoints.
     Endpoints,
-    /// Everything.
+    /// Every section above (not `secret`).
     #[default]
     All,
+    /// The workload certificate and trust bundle the CA issued to the proxy (from
+    /// /debug/secrets; not part of `all`).
+    Secret,
 }
 
 /// Arguments of `meshctl proxy-config`.
@@ -66,8 +75,11 @@ pub struct Args {
     pub control: control::Args,
 }
 
-/// Prints one proxy's config.
+/// Prints one proxy's config (or, for `secret`, its certificate).
 pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    if args.section == Section::Secret {
+        return secret::run(args, out);
+    }
     let dump: ProxyConfigDump = match control::get(
         &args.control,
         &control::config_path(&args.proxy),
@@ -134,7 +146,8 @@ impl<'a> Part<'a> {
                 endpoints: Some(&spec.endpoints),
                 ..Self::default()
             },
-            Section::All => Self {
+            // `secret` is not in the spec; `run` never asks for its part.
+            Section::All | Section::Secret => Self {
                 services: Some(&spec.services),
                 inbound: Some(&spec.inbound),
                 authorization: Some(&spec.authorization),
@@ -146,7 +159,8 @@ impl<'a> Part<'a> {
     }
 }
 
-/// The tables of `section`; for `all`, a header line and every section under a title.
+/// The tables of `section`; for `all` (and `secret`, which is not in a config dump: see
+/// [`secret::render`]), a header line and every section under a title.
 pub fn render(dump: &ProxyConfigDump, section: Section) -> String {
     let spec = &dump.config;
     match section {
@@ -154,7 +168,7 @@ pub fn render(dump: &ProxyConfigDump, section: Section) -> String {
         Section::Routes => routes(spec),
         Section::Clusters => clusters(spec),
         Section::Endpoints => endpoints(spec),
-        Section::All => {
+        Section::All | Section::Secret => {
             let p = &dump.proxy;
             let mut text = format!(
                 "proxy {} (id {}), {} {}, {}, config version {}, connected {} ago\n",

@@ -12,6 +12,7 @@ fn fixture(rel: &str) -> PathBuf {
 fn meshctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_meshctl"))
         .args(args)
+        .env_remove("MESH_TRUST_DOMAIN")
         .output()
         .expect("run meshctl")
 }
@@ -89,6 +90,98 @@ fn rejects_each_bad_fixture_naming_field_and_fix() {
         );
         assert!(out.contains("1 error and 0 warnings"), "{file}: {out}");
     }
+}
+
+/// Authorization values that can never match are warnings naming cause and fix; the key
+/// the proxy does not evaluate is the error.
+#[test]
+fn flags_authorization_values_that_can_never_match() {
+    let (code, out) = analyze("bad/authz-never-matches.yaml");
+    assert_eq!(code, 1, "{out}");
+    let headlines: Vec<(&str, &str)> = out
+        .lines()
+        .filter(|l| l.starts_with("MSH"))
+        .map(|l| {
+            let code = &l[..7];
+            let path = l.split("): ").nth(1).unwrap().split(": ").next().unwrap();
+            (code, path)
+        })
+        .collect();
+    assert_eq!(
+        headlines,
+        [
+            ("MSH0204", "spec.rules[0].from[0].source.principals[0]"),
+            ("MSH0206", "spec.rules[0].from[0].source.namespaces[0]"),
+            ("MSH0207", "spec.rules[0].to[0].operation.hosts[0]"),
+            ("MSH0208", "spec.rules[0].to[0].operation.paths[0]"),
+            ("MSH0202", "spec.rules[0].when[0].key"),
+            ("MSH0210", "spec.rules[1].from[0].source.notPrincipals"),
+            ("MSH0209", "spec.rules[1].from[0].source.ipBlocks[0]"),
+        ],
+        "{out}"
+    );
+    for fix in [
+        "    fix: write \"cluster.local/ns/default/sa/productpage\"\n",
+        "    fix: this looks like a principal: write the namespace alone, \"frontend\", or move the value to `principals`\n",
+        "    fix: write \"reviews\"; to restrict the port, add `ports: [\"9080\"]` (the workload's port)\n",
+        "    fix: write the path alone, \"/reviews\"; authorization policies cannot test query parameters\n",
+        "    fix: match methods in the rule's `to`: `to: [{operation: {methods: [GET]}}]`\n",
+        "    fix: add `principals: [\"*\"]` to the source to require mTLS (any peer but the excluded ones)\n",
+        "    fix: write \"10.0.0.0/8\" for the network, or \"10.0.0.1/32\" for the one address\n",
+    ] {
+        assert!(out.contains(fix), "{fix}in{out}");
+    }
+    assert!(
+        out.contains("MSH0202 error: ") && out.contains("MSH0204 warning: "),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("\n✘ 1 error and 6 warnings in 1 loaded resource\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn principals_are_checked_against_the_given_trust_domain() {
+    let good = fixture("good");
+    let good = good.to_str().unwrap();
+    // The good fixtures name cluster.local principals: another trust domain makes them
+    // foreign (warnings: exit 0 unless --strict).
+    let out = meshctl(&["analyze", "-f", good, "--trust-domain", "example.org"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.starts_with("MSH0205 warning: "), "{stdout}");
+    assert!(
+        stdout.contains("its trust domain \"cluster.local\" is not the mesh's (\"example.org\")"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 errors and 2 warnings"), "{stdout}");
+    let out = meshctl(&[
+        "analyze",
+        "-f",
+        good,
+        "--trust-domain",
+        "example.org",
+        "--strict",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // The same from the environment, as mesh-control reads it.
+    let out = Command::new(env!("CARGO_BIN_EXE_meshctl"))
+        .args(["analyze", "-f", good])
+        .env("MESH_TRUST_DOMAIN", "example.org")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("MSH0205"));
+
+    let out = meshctl(&["analyze", "-f", good, "--trust-domain", "Example.org"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("trust domain contains invalid character 'E'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -6,15 +6,16 @@ mod support;
 
 use std::process::{Command, Output};
 
-use mesh_api::status::{ProxyConfigDump, ProxyStatusList};
-use support::fixtures::{mk_config, mk_config_dump, mk_status_list};
+use mesh_api::status::{ProxyConfigDump, ProxySecret, ProxySecretList, ProxyStatusList};
+use support::fixtures::{mk_config, mk_config_dump, mk_secret, mk_secret_list, mk_status_list};
 use support::server::{Canned, FakeControlPlane, percent_decode};
 
 /// The debug API as mesh-control serves it, over the fixtures: the productpage proxy has a
-/// config dump; `reviews` matches two proxies.
+/// config dump; `reviews` matches two proxies; `/debug/secrets` selects by the shared rule.
 fn debug_api() -> FakeControlPlane {
     FakeControlPlane::start(|path, query| match path {
         "/debug/proxies" => Canned::json(&mk_status_list()),
+        "/debug/secrets" => secrets(query.and_then(|q| q.strip_prefix("proxy="))),
         "/debug/config" => {
             let proxy = query
                 .and_then(|q| q.strip_prefix("proxy="))
@@ -39,6 +40,42 @@ fn debug_api() -> FakeControlPlane {
             }
         }
         _ => Canned::text(404, "not found\n"),
+    })
+}
+
+/// `GET /debug/secrets[?proxy=]`: every secret, or those `proxy` names by
+/// `select_proxies` (ids are `mode~ip~pod.namespace`); 404 when none.
+fn secrets(proxy: Option<&str>) -> Canned {
+    let list = mk_secret_list();
+    let Some(query) = proxy.map(percent_decode) else {
+        return Canned::json(&list);
+    };
+    let keyed: Vec<(&ProxySecret, String, String)> = list
+        .secrets
+        .iter()
+        .map(|s| {
+            let name = s.proxy.rsplit('~').next().unwrap();
+            let ns = s.identity.split('/').nth(4).unwrap();
+            let pod = name.strip_suffix(&format!(".{ns}")).unwrap();
+            (s, pod.to_owned(), ns.to_owned())
+        })
+        .collect();
+    let found: Vec<ProxySecret> =
+        mesh_api::status::select_proxies(&keyed, &query, |(s, pod, ns)| {
+            (s.proxy.as_str(), pod.as_str(), ns.as_str())
+        })
+        .into_iter()
+        .map(|(s, _, _)| (*s).clone())
+        .collect();
+    if found.is_empty() {
+        return Canned::text(
+            404,
+            format!("no certificate was issued to a proxy matching {query:?}; issued to: ...\n"),
+        );
+    }
+    Canned::json(&ProxySecretList {
+        now_unix_ms: list.now_unix_ms,
+        secrets: found,
     })
 }
 
@@ -292,7 +329,7 @@ fn bad_flag_values_are_usage_errors() {
     assert_eq!(run.code, 2);
     assert!(
         run.stderr
-            .contains("[possible values: listeners, routes, clusters, endpoints, all]"),
+            .contains("[possible values: listeners, routes, clusters, endpoints, all, secret]"),
         "{}",
         run.stderr
     );
@@ -462,5 +499,220 @@ fn config_of_an_unknown_or_ambiguous_proxy_exits_1_with_the_reason() {
             .starts_with("error: proxy \"reviews\": \"reviews\" matches several proxies"),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn secret_shows_identity_chain_expiry_and_roots() {
+    let cp = debug_api();
+    let addr = cp.addr();
+    // By pod name, pod.namespace or id: the same answer.
+    let mut outputs = Vec::new();
+    for proxy in [
+        "productpage-v1-6b7f",
+        "productpage-v1-6b7f.default",
+        "sidecar~10.0.0.5~productpage-v1-6b7f.default",
+    ] {
+        let run = meshctl(&["proxy-config", proxy, "secret", "--control-plane", &addr]);
+        assert_eq!(run.code, 0, "{proxy}: {}{}", run.stdout, run.stderr);
+        assert_eq!(run.stderr, "");
+        outputs.push(run.stdout);
+    }
+    assert!(outputs.iter().all(|o| *o == outputs[0]), "{outputs:#?}");
+    let text = &outputs[0];
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            "proxy sidecar~10.0.0.5~productpage-v1-6b7f.default",
+            "identity spiffe://cluster.local/ns/default/sa/productpage",
+            "issued 2m ago, authenticated by token",
+        ]
+    );
+    let words = |first: &str| -> Vec<&str> {
+        lines
+            .iter()
+            .find(|l| l.starts_with(first))
+            .unwrap_or_else(|| panic!("no line starting with {first:?}: {text}"))
+            .split_whitespace()
+            .collect()
+    };
+    assert_eq!(
+        words("TYPE "),
+        [
+            "TYPE", "SERIAL", "SPIFFE", "ID", "NOT", "BEFORE", "NOT", "AFTER", "ISSUER"
+        ]
+    );
+    assert_eq!(
+        words("leaf "),
+        [
+            "leaf",
+            "3a:f1:07:9c:21:5e:88:10",
+            "spiffe://cluster.local/ns/default/sa/productpage",
+            "2023-11-14T22:10:20Z",
+            "2023-11-15T10:10:20Z",
+            "(expires",
+            "in",
+            "11h57m)",
+            "O=cluster.local,CN=mesh",
+            "intermediate"
+        ]
+    );
+    assert_eq!(words("intermediate ")[1], "02");
+    assert_eq!(words("SUBJECT "), ["SUBJECT", "SERIAL", "NOT", "AFTER"]);
+    assert_eq!(
+        words("O=cluster.local,CN=mesh root 2022"),
+        [
+            "O=cluster.local,CN=mesh",
+            "root",
+            "2022",
+            "7f:00:3c",
+            "2023-11-19T22:13:20Z",
+            "(expires",
+            "in",
+            "5d)"
+        ]
+    );
+
+    // Not part of `all`, which is the computed config only.
+    let all = meshctl(&[
+        "proxy-config",
+        "productpage-v1-6b7f",
+        "--control-plane",
+        &addr,
+    ]);
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    assert!(!all.stdout.contains("Certificate chain"), "{}", all.stdout);
+}
+
+#[test]
+fn secret_of_an_expired_certificate_says_expired() {
+    let cp = debug_api();
+    let run = meshctl(&[
+        "proxy-config",
+        "ratings-v1-8f2a.bookinfo",
+        "secret",
+        "--control-plane",
+        &cp.addr(),
+    ]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let leaf = run.stdout.lines().find(|l| l.starts_with("leaf ")).unwrap();
+    assert!(
+        leaf.contains(" 2023-11-14T22:10:16Z (EXPIRED 3m4s ago) "),
+        "{leaf}"
+    );
+    assert!(
+        run.stdout.contains("authenticated by certificate"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn secret_json_and_yaml_are_the_proxy_secret() {
+    let cp = debug_api();
+    let addr = cp.addr();
+    for (format, parse) in [
+        (
+            "json",
+            (|s: &str| serde_json::from_str::<ProxySecret>(s).map_err(|e| e.to_string()))
+                as fn(&str) -> Result<ProxySecret, String>,
+        ),
+        ("yaml", |s: &str| {
+            serde_saphyr::from_str::<ProxySecret>(s).map_err(|e| e.to_string())
+        }),
+    ] {
+        let run = meshctl(&[
+            "proxy-config",
+            "productpage-v1-6b7f",
+            "secret",
+            "-o",
+            format,
+            "--control-plane",
+            &addr,
+        ]);
+        assert_eq!(run.code, 0, "{format}: {}", run.stderr);
+        assert_eq!(
+            parse(&run.stdout),
+            Ok(mk_secret()),
+            "{format}: {}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn secret_of_an_unknown_or_ambiguous_proxy_exits_1_with_the_reason() {
+    let cp = debug_api();
+    let run = meshctl(&[
+        "proxy-config",
+        "details-v1",
+        "secret",
+        "--control-plane",
+        &cp.addr(),
+    ]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        run.stderr,
+        "error: no certificate issued to \"details-v1\": is it running with --control-plane and a token? see `meshctl proxy-status`\n\
+         the control plane says: no certificate was issued to a proxy matching \"details-v1\"; issued to: ...\n"
+    );
+
+    // A pod name in two namespaces: the shape of the other sections' ambiguity error.
+    let run = meshctl(&[
+        "proxy-config",
+        "reviews-v2-5c9d",
+        "secret",
+        "--control-plane",
+        &cp.addr(),
+    ]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.stderr,
+        "error: proxy \"reviews-v2-5c9d\": \"reviews-v2-5c9d\" matches 2 proxies (sidecar~10.0.0.7~reviews-v2-5c9d.default, sidecar~10.1.0.7~reviews-v2-5c9d.staging); name one by id or pod.namespace\n\
+         hint: `meshctl proxy-status` lists the connected proxies\n"
+    );
+    let run = meshctl(&[
+        "proxy-config",
+        "reviews-v2-5c9d.staging",
+        "secret",
+        "--control-plane",
+        &cp.addr(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("identity spiffe://cluster.local/ns/staging/sa/reviews\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn secret_from_a_control_plane_without_the_endpoint_is_explained() {
+    // mesh-control before certificate issuance: the path itself is unknown.
+    let old = FakeControlPlane::start(|path, _| {
+        Canned::text(
+            404,
+            format!(
+                "{path}: not found; try /debug/proxies, /debug/config?proxy=..., /debug/registry, /metrics\n"
+            ),
+        )
+    });
+    let run = meshctl(&[
+        "proxy-config",
+        "productpage-v1-6b7f",
+        "secret",
+        "--control-plane",
+        &old.addr(),
+    ]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.stderr.trim_end(),
+        format!(
+            "error: the control plane at {} does not serve /debug/secrets: it predates certificate issuance; upgrade mesh-control or use a meshctl of its version",
+            old.addr()
+        )
     );
 }

@@ -119,6 +119,24 @@ codes! {
     InvalidConditionKey = "MSH0202", Error;
     /// A mutual-TLS setting is contradictory.
     InvalidMtls = "MSH0203", Error;
+    /// A principal no peer can have: not `<trust domain>/ns/<namespace>/sa/<service
+    /// account>` (e.g. a bare service account, or `namespace/name`).
+    PrincipalShape = "MSH0204", Warning;
+    /// A principal in a trust domain other than the mesh's: no peer certificate carries it.
+    ForeignTrustDomain = "MSH0205", Warning;
+    /// A namespace with a `/` (often a principal pasted into `namespaces`): never matches.
+    NamespaceShape = "MSH0206", Warning;
+    /// An authorization host written with a port: hosts are compared without one.
+    HostWithPort = "MSH0207", Warning;
+    /// An authorization path with a query or fragment: paths are compared without them.
+    PathWithQuery = "MSH0208", Warning;
+    /// A CIDR with bits set after its prefix (`10.0.0.1/8` means `10.0.0.0/8`).
+    CidrHostBits = "MSH0209", Warning;
+    /// An ALLOW source that only excludes identities, so it matches plaintext requests too.
+    PlaintextAllowed = "MSH0210", Warning;
+    /// An authorization value the control plane cannot translate (empty, or `*` in the
+    /// middle): the rule fails closed.
+    InvalidAuthzValue = "MSH0211", Error;
 }
 
 impl fmt::Display for Code {

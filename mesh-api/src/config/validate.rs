@@ -14,20 +14,49 @@ use super::networking::{
     Destination, DestinationRuleSpec, GatewaySpec, HttpRoute, HttpRouteDestination,
     ServiceEntrySpec, StringMatch, TrafficPolicy, VirtualServiceSpec, WorkloadEntrySpec,
 };
-use super::security::{AuthorizationPolicySpec, MtlsMode, PeerAuthenticationSpec};
+use super::security::{
+    AuthorizationAction, AuthorizationPolicySpec, Condition, MtlsMode, Operation,
+    PeerAuthenticationSpec, Source,
+};
 use super::{ConfigSet, Loaded, Resource, ResourceKind};
+use crate::model::{ConditionKey, ConditionKeyError, Glob, IpNet};
+use crate::spiffe::{DEFAULT_TRUST_DOMAIN, SCHEME_PREFIX, SpiffeId};
 
 /// The trust domain / cluster domain used to expand short host names.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
-/// Validates every resource of `set`, appending diagnostics to `set.diagnostics`.
+/// What the validator knows about the mesh the config is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The SPIFFE trust domain of workload identities (`mesh-control --trust-domain`):
+    /// principals of another trust domain can never match. Default `cluster.local`.
+    pub trust_domain: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
+        }
+    }
+}
+
+/// Validates every resource of `set` for a mesh with the default [`Options`] (trust domain
+/// `cluster.local`), appending diagnostics to `set.diagnostics`.
 pub fn validate(set: &mut ConfigSet) {
+    validate_with(set, &Options::default());
+}
+
+/// Validates every resource of `set` for a mesh described by `options`, appending
+/// diagnostics to `set.diagnostics`.
+pub fn validate_with(set: &mut ConfigSet, options: &Options) {
     let subsets = SubsetIndex::build(&set.resources);
     let mut out = Vec::new();
     for loaded in &set.resources {
         let mut cx = Cx {
             origin: &loaded.origin,
             namespace: loaded.resource.namespace(),
+            options,
             out: &mut out,
         };
         match &loaded.resource {
@@ -52,6 +81,7 @@ pub fn validate(set: &mut ConfigSet) {
 struct Cx<'a> {
     origin: &'a Origin,
     namespace: &'a str,
+    options: &'a Options,
     out: &'a mut Vec<Diagnostic>,
 }
 
@@ -1147,23 +1177,37 @@ fn peer_authentication(cx: &mut Cx<'_>, spec: &PeerAuthenticationSpec) {
     }
 }
 
-/// The `when` keys the proxy can evaluate.
+/// The `when` keys the proxy evaluates, as messages spell them. Whether a key is valid is
+/// decided by the model's parser ([`condition_key`]), never by this list; a test keeps the
+/// list and [`ConditionKey`] in step.
 pub const CONDITION_KEYS: &[&str] = &[
+    "request.headers[<name>]",
     "source.ip",
+    "remote.ip",
     "source.namespace",
     "source.principal",
+    "destination.ip",
     "destination.port",
-    "request.method",
-    "request.host",
-    "request.path",
+    "connection.sni",
 ];
 
+/// Parses a `when` key as the control plane does when it translates a policy: header names
+/// are case-insensitive (the model keeps them lower-case); the rest is [`ConditionKey`]'s
+/// own syntax, so `analyze` accepts exactly the keys the proxy evaluates.
+pub fn condition_key(key: &str) -> Result<ConditionKey, ConditionKeyError> {
+    if key.starts_with("request.headers[") {
+        key.to_ascii_lowercase().parse()
+    } else {
+        key.parse()
+    }
+}
+
 fn authorization_policy(cx: &mut Cx<'_>, spec: &AuthorizationPolicySpec) {
-    use super::security::AuthorizationAction;
     if let Some(sel) = &spec.selector {
         cx.labels("spec.selector.matchLabels", &sel.match_labels);
     }
-    if spec.rules.is_empty() && spec.action.unwrap_or_default() == AuthorizationAction::Allow {
+    let action = spec.action.unwrap_or_default();
+    if spec.rules.is_empty() && action == AuthorizationAction::Allow {
         cx.report(
             Code::Ineffective,
             "spec.rules",
@@ -1175,120 +1219,574 @@ fn authorization_policy(cx: &mut Cx<'_>, spec: &AuthorizationPolicySpec) {
         let path = format!("spec.rules[{i}]");
         for (j, from) in rule.from.iter().enumerate() {
             let sp = format!("{path}.from[{j}].source");
-            for (field, list) in [
-                ("principals", &from.source.principals),
-                ("notPrincipals", &from.source.not_principals),
-            ] {
-                for (k, p) in list.iter().enumerate() {
-                    if p.starts_with("spiffe://") {
-                        cx.report(
-                            Code::InvalidPrincipal,
-                            &format!("{sp}.{field}[{k}]"),
-                            format!("principal {p:?} can never match: principals are written without `spiffe://`"),
-                            format!("write it as {:?}", p.trim_start_matches("spiffe://")),
-                        );
-                    } else if p.is_empty() || (p.len() > 1 && p[1..p.len() - 1].contains('*')) {
-                        cx.report(
-                            Code::InvalidPrincipal,
-                            &format!("{sp}.{field}[{k}]"),
-                            format!("principal {p:?} is malformed: `*` is allowed only at the start or the end"),
-                            "write `cluster.local/ns/<ns>/sa/<sa>`, optionally with a leading or trailing `*`",
-                        );
-                    }
-                }
-            }
-            for (field, list) in [
-                ("ipBlocks", &from.source.ip_blocks),
-                ("notIpBlocks", &from.source.not_ip_blocks),
-            ] {
-                for (k, b) in list.iter().enumerate() {
-                    cx.cidr(&format!("{sp}.{field}[{k}]"), b);
-                }
+            authz_source(cx, &sp, &from.source, action);
+            if action == AuthorizationAction::Allow
+                && let Some(field) = matches_plaintext(&from.source, &rule.when)
+            {
+                let attribute = if field == "notPrincipals" {
+                    "principal"
+                } else {
+                    "namespace"
+                };
+                cx.report(
+                    Code::PlaintextAllowed,
+                    &format!("{sp}.{field}"),
+                    format!(
+                        "this source also matches plaintext requests: they have no {attribute}, so `{field}` holds for them and the rule allows them wherever mTLS is PERMISSIVE or DISABLE"
+                    ),
+                    "add `principals: [\"*\"]` to the source to require mTLS (any peer but the excluded ones)",
+                );
             }
         }
         for (j, to) in rule.to.iter().enumerate() {
             let op = format!("{path}.to[{j}].operation");
-            for (field, list) in [
-                ("ports", &to.operation.ports),
-                ("notPorts", &to.operation.not_ports),
-            ] {
-                for (k, p) in list.iter().enumerate() {
-                    match p.parse::<u32>() {
-                        Ok(n) => cx.port(&format!("{op}.{field}[{k}]"), n),
-                        Err(_) => cx.report(
-                            Code::InvalidPort,
-                            &format!("{op}.{field}[{k}]"),
-                            format!("port {p:?} is not a number"),
-                            "write ports as quoted numbers, e.g. \"8080\"",
-                        ),
-                    }
-                }
-            }
-            for (field, list) in [
-                ("paths", &to.operation.paths),
-                ("notPaths", &to.operation.not_paths),
-            ] {
-                for (k, p) in list.iter().enumerate() {
-                    if !(p.starts_with('/') || p.starts_with('*')) {
-                        cx.report(
-                            Code::Ineffective,
-                            &format!("{op}.{field}[{k}]"),
-                            format!("path {p:?} can never match: request paths start with `/`"),
-                            format!("write it as \"/{p}\""),
-                        );
-                    }
-                }
-            }
-            for (field, list) in [
-                ("methods", &to.operation.methods),
-                ("notMethods", &to.operation.not_methods),
-            ] {
-                for (k, m) in list.iter().enumerate() {
-                    if m.chars().any(|c| c.is_ascii_lowercase()) {
-                        cx.report(
-                            Code::Ineffective,
-                            &format!("{op}.{field}[{k}]"),
-                            format!("method {m:?} can never match: HTTP methods are upper case"),
-                            format!("write it as {:?}", m.to_ascii_uppercase()),
-                        );
-                    }
-                }
-            }
+            authz_operation(cx, &op, &to.operation, action);
         }
         for (j, cond) in rule.when.iter().enumerate() {
-            let cp = format!("{path}.when[{j}]");
-            let known = CONDITION_KEYS.contains(&cond.key.as_str())
-                || (cond.key.starts_with("request.headers[")
-                    && cond.key.ends_with(']')
-                    && cond.key.len() > "request.headers[]".len());
-            if !known {
-                cx.report(
-                    Code::InvalidConditionKey,
-                    &format!("{cp}.key"),
+            authz_condition(cx, &format!("{path}.when[{j}]"), cond, action);
+        }
+    }
+}
+
+/// A field and its `not` form: `(name, values, negated)`.
+fn field_pair<'a>(
+    name: &'static str,
+    values: &'a [String],
+    not_name: &'static str,
+    not_values: &'a [String],
+) -> [(&'static str, &'a [String], bool); 2] {
+    [(name, values, false), (not_name, not_values, true)]
+}
+
+/// How a value that matches nothing fails: a positive field never matches, a negated one
+/// never excludes.
+fn never(negated: bool) -> &'static str {
+    if negated {
+        "never excludes anything"
+    } else {
+        "can never match"
+    }
+}
+
+/// What the control plane does with a rule it cannot translate (it fails closed).
+fn fails_closed(action: AuthorizationAction) -> &'static str {
+    match action {
+        AuthorizationAction::Deny => {
+            "the control plane makes this DENY rule match every request (it fails closed)"
+        }
+        AuthorizationAction::Allow | AuthorizationAction::Audit => {
+            "the control plane drops this rule, so it allows nothing (it fails closed)"
+        }
+    }
+}
+
+fn authz_source(cx: &mut Cx<'_>, sp: &str, s: &Source, action: AuthorizationAction) {
+    for (field, list, negated) in field_pair(
+        "principals",
+        &s.principals,
+        "notPrincipals",
+        &s.not_principals,
+    ) {
+        for (k, p) in list.iter().enumerate() {
+            principal(cx, &format!("{sp}.{field}[{k}]"), p, negated);
+        }
+    }
+    for (field, list, negated) in field_pair(
+        "namespaces",
+        &s.namespaces,
+        "notNamespaces",
+        &s.not_namespaces,
+    ) {
+        for (k, ns) in list.iter().enumerate() {
+            let path = format!("{sp}.{field}[{k}]");
+            if authz_glob(cx, &path, ns, action) {
+                namespace(cx, &path, ns, negated);
+            }
+        }
+    }
+    for (field, list, _) in field_pair("ipBlocks", &s.ip_blocks, "notIpBlocks", &s.not_ip_blocks) {
+        for (k, b) in list.iter().enumerate() {
+            ip_block(cx, &format!("{sp}.{field}[{k}]"), b);
+        }
+    }
+}
+
+fn authz_operation(cx: &mut Cx<'_>, op: &str, o: &Operation, action: AuthorizationAction) {
+    for (field, list, _) in field_pair("ports", &o.ports, "notPorts", &o.not_ports) {
+        for (k, p) in list.iter().enumerate() {
+            match p.parse::<u32>() {
+                Ok(n) => cx.port(&format!("{op}.{field}[{k}]"), n),
+                Err(_) => cx.report(
+                    Code::InvalidPort,
+                    &format!("{op}.{field}[{k}]"),
+                    format!("port {p:?} is not a number"),
+                    "write ports as quoted numbers, e.g. \"8080\"",
+                ),
+            }
+        }
+    }
+    for (field, list, negated) in field_pair("hosts", &o.hosts, "notHosts", &o.not_hosts) {
+        for (k, h) in list.iter().enumerate() {
+            let path = format!("{op}.{field}[{k}]");
+            if !authz_glob(cx, &path, h, action) {
+                continue;
+            }
+            if let Some((host, port)) = host_port(h) {
+                let ports = if port == "*" {
+                    String::new()
+                } else {
                     format!(
-                        "unknown condition key {:?}; a policy with it would deny every request",
-                        cond.key
+                        "; to restrict the port, add `ports: [\"{port}\"]` (the workload's port)"
+                    )
+                };
+                cx.report(
+                    Code::HostWithPort,
+                    &path,
+                    format!(
+                        "host {h:?} {}: authorization compares the request's host without its port",
+                        never(negated)
+                    ),
+                    format!("write {host:?}{ports}"),
+                );
+            }
+        }
+    }
+    for (field, list, negated) in field_pair("paths", &o.paths, "notPaths", &o.not_paths) {
+        for (k, p) in list.iter().enumerate() {
+            let path = format!("{op}.{field}[{k}]");
+            if !authz_glob(cx, &path, p, action) {
+                continue;
+            }
+            if !(p.starts_with('/') || p.starts_with('*')) {
+                cx.report(
+                    Code::Ineffective,
+                    &path,
+                    format!(
+                        "path {p:?} {}: request paths start with `/`",
+                        never(negated)
+                    ),
+                    format!("write it as \"/{p}\""),
+                );
+            }
+            if let Some(cut) = p.find(['?', '#']) {
+                cx.report(
+                    Code::PathWithQuery,
+                    &path,
+                    format!(
+                        "path {p:?} {}: the path authorization compares has no query string or fragment",
+                        never(negated)
                     ),
                     format!(
-                        "use `request.headers[<name>]` or one of {}",
-                        CONDITION_KEYS.join(", ")
+                        "write the path alone, {:?}; authorization policies cannot test query parameters",
+                        &p[..cut]
                     ),
                 );
             }
-            if cond.values.is_empty() && cond.not_values.is_empty() {
+        }
+    }
+    for (field, list, negated) in field_pair("methods", &o.methods, "notMethods", &o.not_methods) {
+        for (k, m) in list.iter().enumerate() {
+            if m.chars().any(|c| c.is_ascii_lowercase()) {
                 cx.report(
-                    Code::InvalidValue,
-                    &cp,
-                    "a condition needs `values` or `notValues`",
-                    "add `values: [...]`",
+                    Code::Ineffective,
+                    &format!("{op}.{field}[{k}]"),
+                    format!(
+                        "method {m:?} {}: HTTP methods are upper case",
+                        never(negated)
+                    ),
+                    format!("write it as {:?}", m.to_ascii_uppercase()),
                 );
             }
-            if cond.key == "source.ip" {
-                for (k, v) in cond.values.iter().chain(&cond.not_values).enumerate() {
-                    cx.cidr(&format!("{cp}.values[{k}]"), v);
+        }
+    }
+}
+
+fn authz_condition(cx: &mut Cx<'_>, cp: &str, cond: &Condition, action: AuthorizationAction) {
+    let key = match condition_key(&cond.key) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            cx.report(
+                Code::InvalidConditionKey,
+                &format!("{cp}.key"),
+                format!("{e}; {}", fails_closed(action)),
+                condition_key_fix(&cond.key),
+            );
+            None
+        }
+    };
+    if cond.values.is_empty() && cond.not_values.is_empty() {
+        cx.report(
+            Code::InvalidValue,
+            cp,
+            format!(
+                "a condition needs `values` or `notValues`; {}",
+                fails_closed(action)
+            ),
+            "add `values: [...]`",
+        );
+    }
+    let Some(key) = key else { return };
+    for (field, list, negated) in field_pair("values", &cond.values, "notValues", &cond.not_values)
+    {
+        for (k, v) in list.iter().enumerate() {
+            let path = format!("{cp}.{field}[{k}]");
+            match key {
+                ConditionKey::SourceIp | ConditionKey::RemoteIp | ConditionKey::DestinationIp => {
+                    ip_block(cx, &path, v);
+                }
+                ConditionKey::DestinationPort => {
+                    if !v.parse::<u16>().is_ok_and(|p| p != 0) {
+                        cx.report(
+                            Code::InvalidPort,
+                            &path,
+                            format!("{v:?} is not a port number; {}", fails_closed(action)),
+                            "write a port from 1 to 65535, e.g. \"8080\"",
+                        );
+                    }
+                }
+                ConditionKey::SourcePrincipal => principal(cx, &path, v, negated),
+                ConditionKey::SourceNamespace => {
+                    if authz_glob(cx, &path, v, action) {
+                        namespace(cx, &path, v, negated);
+                    }
+                }
+                _ => {
+                    authz_glob(cx, &path, v, action);
                 }
             }
         }
+    }
+}
+
+/// The fix for an unknown `when` key (the message lists the supported ones): where the
+/// usual mistakes belong.
+fn condition_key_fix(key: &str) -> String {
+    match key {
+        "request.method" => "match methods in the rule's `to`: `to: [{operation: {methods: [GET]}}]`".to_owned(),
+        "request.host" => "match hosts in the rule's `to`: `to: [{operation: {hosts: [...]}}]`".to_owned(),
+        "request.path" => "match paths in the rule's `to`: `to: [{operation: {paths: [...]}}]`".to_owned(),
+        k if k.starts_with("request.auth.") => "request authentication (JWT) is not supported: match the peer with `source.principal`, or a header with `request.headers[<name>]`".to_owned(),
+        k if k.starts_with("request.headers[") => {
+            "write a valid header name inside the brackets, e.g. `request.headers[x-user]`".to_owned()
+        }
+        _ => format!("use one of {}", CONDITION_KEYS.join(", ")),
+    }
+}
+
+/// Checks an authorization value the control plane parses as a [`Glob`]; reports what it
+/// cannot translate and returns whether the value is usable.
+fn authz_glob(cx: &mut Cx<'_>, path: &str, v: &str, action: AuthorizationAction) -> bool {
+    let why = if v.is_empty() {
+        "an empty value"
+    } else if v.parse::<Glob>().is_err() {
+        "`*` is allowed only alone, at the start or at the end"
+    } else {
+        return true;
+    };
+    cx.report(
+        Code::InvalidAuthzValue,
+        path,
+        format!("value {v:?} is malformed: {why}; {}", fails_closed(action)),
+        "write an exact value, `prefix*`, `*suffix` or `*` (any value)",
+    );
+    false
+}
+
+/// Checks a principal (in `principals`, `notPrincipals` or a `source.principal` condition).
+fn principal(cx: &mut Cx<'_>, path: &str, p: &str, negated: bool) {
+    if let Some(rest) = p.strip_prefix(SCHEME_PREFIX) {
+        cx.report(
+            Code::InvalidPrincipal,
+            path,
+            format!(
+                "principal {p:?} {}: principals are written without `spiffe://`",
+                never(negated)
+            ),
+            format!("write it as {rest:?}"),
+        );
+        return;
+    }
+    let glob = match p.parse::<Glob>() {
+        Ok(g) if !p.is_empty() => g,
+        _ => {
+            cx.report(
+                Code::InvalidPrincipal,
+                path,
+                format!(
+                    "principal {p:?} is malformed: `*` is allowed only at the start or the end"
+                ),
+                "write `cluster.local/ns/<ns>/sa/<sa>`, optionally with a leading or trailing `*`",
+            );
+            return;
+        }
+    };
+    let td = cx.options.trust_domain.as_str();
+    match unmatchable_principal(&glob, td) {
+        None => {}
+        Some(Unmatchable::Shape(why)) => {
+            let fix = match principal_guess(p, td, cx.namespace) {
+                Some(guess) => format!("write {guess:?}"),
+                None => format!(
+                    "write `<trust domain>/ns/<namespace>/sa/<service account>`, e.g. \"{td}/ns/{}/sa/default\" (`*` only at the start or the end)",
+                    cx.namespace
+                ),
+            };
+            let why = if why.is_empty() {
+                why
+            } else {
+                format!(" ({why})")
+            };
+            cx.report(
+                Code::PrincipalShape,
+                path,
+                format!(
+                    "principal {p:?} {}: peers' principals have the form `<trust domain>/ns/<namespace>/sa/<service account>`{why}",
+                    never(negated)
+                ),
+                fix,
+            );
+        }
+        Some(Unmatchable::TrustDomain { theirs }) => {
+            let fix = match &glob {
+                Glob::Exact(_) => {
+                    let rest = &p[theirs.len()..];
+                    format!(
+                        "write \"{td}{rest}\"; if the mesh's trust domain is {theirs:?}, give it with --trust-domain {theirs}"
+                    )
+                }
+                _ => format!(
+                    "start the principal with the mesh's trust domain, \"{td}/ns/...\", or give the mesh's trust domain with --trust-domain"
+                ),
+            };
+            cx.report(
+                Code::ForeignTrustDomain,
+                path,
+                format!(
+                    "principal {p:?} {}: its trust domain {theirs:?} is not the mesh's ({td:?}), and peers' certificates carry only the mesh's",
+                    never(negated)
+                ),
+                fix,
+            );
+        }
+    }
+}
+
+/// Why no identity of trust domain `td` matches a principal pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Unmatchable {
+    /// Not `<td>/ns/<ns>/sa/<sa>`: the reason (empty when that is all there is to say).
+    Shape(String),
+    /// Another trust domain (for a glob: the part of it that is written).
+    TrustDomain { theirs: String },
+}
+
+/// The literal segments of `<td>/ns/<ns>/sa/<sa>`, by position; `None` where any
+/// non-empty value goes.
+const PRINCIPAL_SEGMENTS: [Option<&str>; 5] = [None, Some("ns"), None, Some("sa"), None];
+
+/// Whether any identity `<td>/ns/<ns>/sa/<sa>` of trust domain `td` matches `g`; if none
+/// can, why. Exact principals must be valid identities (the SPIFFE parser decides); a
+/// `prefix*` must be the start of one, a `*suffix` the end of one.
+fn unmatchable_principal(g: &Glob, td: &str) -> Option<Unmatchable> {
+    match g {
+        Glob::Any => None,
+        Glob::Exact(p) => match format!("{SCHEME_PREFIX}{p}").parse::<SpiffeId>() {
+            // The form is in the message already; other reasons add to it.
+            Err(crate::spiffe::Error::Path) => Some(Unmatchable::Shape(String::new())),
+            Err(e) => Some(Unmatchable::Shape(e.to_string())),
+            Ok(id) if id.trust_domain() != td => Some(Unmatchable::TrustDomain {
+                theirs: id.trust_domain().to_owned(),
+            }),
+            Ok(_) => None,
+        },
+        Glob::Prefix(prefix) => {
+            let segments: Vec<&str> = prefix.split('/').collect();
+            let (last, whole) = segments.split_last()?;
+            if segments.len() > PRINCIPAL_SEGMENTS.len() {
+                return Some(too_many_segments());
+            }
+            whole
+                .iter()
+                .enumerate()
+                .find_map(|(pos, s)| whole_segment(pos, s, td))
+                .or_else(|| {
+                    partial_segment(segments.len() - 1, last, td, segments.len() == 1, |w, p| {
+                        w.starts_with(p)
+                    })
+                })
+        }
+        Glob::Suffix(suffix) => {
+            let segments: Vec<&str> = suffix.split('/').collect();
+            let (first, whole) = segments.split_first()?;
+            let Some(start) = PRINCIPAL_SEGMENTS.len().checked_sub(segments.len()) else {
+                return Some(too_many_segments());
+            };
+            partial_segment(start, first, td, false, |w, p| w.ends_with(p)).or_else(|| {
+                whole
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, s)| whole_segment(start + 1 + i, s, td))
+            })
+        }
+    }
+}
+
+fn too_many_segments() -> Unmatchable {
+    Unmatchable::Shape("it has more than five `/`-separated parts".to_owned())
+}
+
+/// A segment written whole at position `pos` of `<td>/ns/<ns>/sa/<sa>`.
+fn whole_segment(pos: usize, s: &str, td: &str) -> Option<Unmatchable> {
+    match (pos, PRINCIPAL_SEGMENTS[pos]) {
+        (_, Some(literal)) if s != literal => Some(Unmatchable::Shape(format!(
+            "`{literal}` is expected where it has {s:?}"
+        ))),
+        (_, Some(_)) => None,
+        (_, None) if s.is_empty() => Some(Unmatchable::Shape("a part is empty".to_owned())),
+        (0, None) if s != td => Some(Unmatchable::TrustDomain {
+            theirs: s.to_owned(),
+        }),
+        _ => None,
+    }
+}
+
+/// A segment of which only a part is written (the end of a `prefix*`, the start of a
+/// `*suffix`), at position `pos`; `fits(whole, part)` says whether `part` can be that part
+/// of `whole`. `alone`: the pattern has no `/` at all.
+fn partial_segment(
+    pos: usize,
+    part: &str,
+    td: &str,
+    alone: bool,
+    fits: fn(&str, &str) -> bool,
+) -> Option<Unmatchable> {
+    match (pos, PRINCIPAL_SEGMENTS[pos]) {
+        (_, Some(literal)) if !fits(literal, part) => Some(Unmatchable::Shape(format!(
+            "`{literal}` is expected where it has {part:?}"
+        ))),
+        (0, None) if !fits(td, part) => Some(if alone {
+            Unmatchable::Shape(format!("it does not start with the trust domain {td:?}"))
+        } else {
+            Unmatchable::TrustDomain {
+                theirs: part.to_owned(),
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// The principal probably meant by `p`, when it is a bare service account (`reviews`), a
+/// `namespace/service-account` pair or lacks only the trust domain (`ns/a/sa/b`).
+fn principal_guess(p: &str, td: &str, policy_ns: &str) -> Option<String> {
+    let parts: Vec<&str> = p.split('/').collect();
+    if parts.iter().any(|s| s.is_empty() || s.contains('*')) {
+        return None;
+    }
+    let (ns, sa) = match parts.as_slice() {
+        [sa] => (policy_ns, *sa),
+        [ns, sa] | ["ns", ns, "sa", sa] => (*ns, *sa),
+        _ => return None,
+    };
+    let guess = format!("{td}/ns/{ns}/sa/{sa}");
+    // Only a guess that is an identity.
+    SpiffeId::new(td, ns, sa).ok().map(|_| guess)
+}
+
+/// Checks a namespace (in `namespaces`, `notNamespaces` or a `source.namespace`
+/// condition): namespaces have no `/`, so a principal pasted there matches nothing.
+fn namespace(cx: &mut Cx<'_>, path: &str, ns: &str, negated: bool) {
+    if !ns.contains('/') {
+        return;
+    }
+    let parts: Vec<&str> = ns.split('/').collect();
+    let named = parts
+        .windows(2)
+        .find(|w| w[0] == "ns" && !w[1].is_empty() && !w[1].contains('*'))
+        .map(|w| w[1]);
+    let fix = match named {
+        Some(name) => format!(
+            "this looks like a principal: write the namespace alone, {name:?}, or move the value to `principals`"
+        ),
+        None => "write the namespace's name alone, e.g. \"default\"".to_owned(),
+    };
+    cx.report(
+        Code::NamespaceShape,
+        path,
+        format!(
+            "namespace {ns:?} {}: namespace names have no `/`",
+            never(negated)
+        ),
+        fix,
+    );
+}
+
+/// Checks an IP block or IP condition value: its syntax, and bits set after the prefix.
+fn ip_block(cx: &mut Cx<'_>, path: &str, v: &str) {
+    let Ok(net) = v.parse::<IpNet>() else {
+        cx.cidr(path, v);
+        return;
+    };
+    if let Some((addr, _)) = v.split_once('/')
+        && let Ok(addr) = addr.parse::<IpAddr>()
+        && addr != net.addr()
+    {
+        let host = IpNet::host(addr);
+        cx.report(
+            Code::CidrHostBits,
+            path,
+            format!(
+                "{v:?} has bits set after its /{} prefix: it means {net}",
+                net.prefix_len()
+            ),
+            format!("write \"{net}\" for the network, or \"{host}\" for the one address"),
+        );
+    }
+}
+
+/// `(host, port)` when an authorization host is written with a port (`api.example.com:8080`,
+/// `[fd00::1]:80`, `api.example.com:*`).
+fn host_port(h: &str) -> Option<(&str, &str)> {
+    if h.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    let (host, port) = if h.starts_with('[') {
+        let end = h.find("]:")?;
+        (&h[..=end], &h[end + 2..])
+    } else {
+        // More colons: an IPv6 address or pattern, which needs brackets to carry a port.
+        h.split_once(':').filter(|(_, port)| !port.contains(':'))?
+    };
+    let is_port = port == "*" || (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    is_port.then_some((host, port))
+}
+
+/// Whether an ALLOW source also matches plaintext requests: it excludes identities
+/// (`notPrincipals`, `notNamespaces`) without requiring one, and nothing else in the rule
+/// requires one. Returns the field to point at. `notPrincipals: ["*"]` (plaintext only) is
+/// deliberate and passes.
+fn matches_plaintext(s: &Source, when: &[Condition]) -> Option<&'static str> {
+    if !s.principals.is_empty() || !s.namespaces.is_empty() {
+        return None;
+    }
+    let star = |l: &[String]| l.iter().any(|v| v == "*");
+    if star(&s.not_principals) || star(&s.not_namespaces) {
+        return None;
+    }
+    let identity_required = when.iter().any(|c| {
+        !c.values.is_empty()
+            && matches!(
+                condition_key(&c.key),
+                Ok(ConditionKey::SourcePrincipal | ConditionKey::SourceNamespace)
+            )
+    });
+    if identity_required {
+        None
+    } else if !s.not_principals.is_empty() {
+        Some("notPrincipals")
+    } else if !s.not_namespaces.is_empty() {
+        Some("notNamespaces")
+    } else {
+        None
     }
 }
 

@@ -117,4 +117,8 @@ fn names_the_pod_once_known() {
     );
     assert_eq!(at.hint(), "");
     assert!(config_path("a b").ends_with("proxy=a%20b"));
+    assert_eq!(
+        secrets_path("sidecar~10.0.0.5~a.b"),
+        "/debug/secrets?proxy=sidecar~10.0.0.5~a.b"
+    );
 }

@@ -9,7 +9,7 @@ use mesh_api::model::{
 };
 
 use super::*;
-use crate::fixtures::{mk_config, mk_config_dump, mk_workload};
+use crate::fixtures::{NOW, mk_config, mk_config_dump, mk_secret, mk_secret_list, mk_workload};
 
 #[test]
 fn renders_listeners_with_inbound_and_authorization() {
@@ -297,4 +297,58 @@ fn documents_hold_the_section_under_its_field_name() {
     let routes = serde_json::to_value(Part::of(&spec, Section::Routes)).unwrap();
     let back: Vec<RouteTable> = serde_json::from_value(routes["routes"].clone()).unwrap();
     assert_eq!(back, spec.routes);
+}
+
+#[test]
+fn renders_the_certificate_chain_and_trust_bundle() {
+    assert_eq!(
+        secret::render(&mk_secret(), NOW),
+        "\
+proxy sidecar~10.0.0.5~productpage-v1-6b7f.default
+identity spiffe://cluster.local/ns/default/sa/productpage
+issued 2m ago, authenticated by token
+
+Certificate chain:
+TYPE           SERIAL                    SPIFFE ID                                          NOT BEFORE             NOT AFTER                                  ISSUER
+leaf           3a:f1:07:9c:21:5e:88:10   spiffe://cluster.local/ns/default/sa/productpage   2023-11-14T22:10:20Z   2023-11-15T10:10:20Z (expires in 11h57m)   O=cluster.local,CN=mesh intermediate
+intermediate   02                        -                                                  2023-10-15T22:13:20Z   2024-10-14T22:13:20Z (expires in 335d)     O=cluster.local,CN=mesh root
+
+Trust bundle:
+SUBJECT                             SERIAL     NOT AFTER
+O=cluster.local,CN=mesh root        01         2033-11-11T22:13:20Z (expires in 3650d)
+O=cluster.local,CN=mesh root 2022   7f:00:3c   2023-11-19T22:13:20Z (expires in 5d)
+"
+    );
+}
+
+#[test]
+fn marks_expired_and_self_signed_certificates_and_empty_parts() {
+    let list = mk_secret_list();
+    let ratings = list
+        .secrets
+        .iter()
+        .find(|s| s.proxy.contains("ratings"))
+        .unwrap();
+    let text = secret::render(ratings, NOW);
+    assert!(
+        text.contains("issued 12h ago, authenticated by certificate\n"),
+        "{text}"
+    );
+    let leaf = text.lines().find(|l| l.starts_with("leaf ")).unwrap();
+    assert!(
+        leaf.contains("2023-11-14T22:10:16Z (EXPIRED 3m4s ago)"),
+        "{leaf}"
+    );
+
+    let mut odd = mk_secret();
+    odd.chain[1].subject = odd.chain[1].issuer.clone();
+    let text = secret::render(&odd, NOW);
+    assert!(text.contains("\nroot   "), "{text}");
+    odd.chain.clear();
+    odd.trust_bundle.clear();
+    let text = secret::render(&odd, NOW);
+    assert!(
+        text.ends_with("Certificate chain:\nno certificates\n\nTrust bundle:\nno roots\n"),
+        "{text}"
+    );
 }

@@ -1,5 +1,6 @@
 //! `mk_*` builders of debug API documents for tests: a [`ProxyStatusList`] with a proxy in
-//! each sync state and a [`ProxyConfigDump`] of a bookinfo-like productpage sidecar.
+//! each sync state, a [`ProxyConfigDump`] of a bookinfo-like productpage sidecar, and the
+//! [`ProxySecretList`] of certificates the CA issued.
 //!
 //! Shared by the unit tests (`#[path]` from `src/lib.rs`) and the end-to-end tests
 //! (`tests/support`), so the renderers' tests and the binary's see the same data.
@@ -13,7 +14,8 @@ use std::time::Duration;
 use mesh_api::model::*;
 use mesh_api::spiffe::SpiffeId;
 use mesh_api::status::{
-    ControlPlaneInfo, Nack, ProxyConfigDump, ProxyStatus, ProxyStatusList, SyncState,
+    CertInfo, ControlPlaneInfo, Nack, ProxyConfigDump, ProxySecret, ProxySecretList, ProxyStatus,
+    ProxyStatusList, SyncState,
 };
 
 /// The documents' clock.
@@ -340,5 +342,108 @@ pub(crate) fn mk_config_dump() -> ProxyConfigDump {
         now_unix_ms: NOW,
         proxy,
         config: mk_config(),
+    }
+}
+
+/// `NOW` in Unix seconds, the unit of certificate times.
+const NOW_S: i64 = (NOW / 1000) as i64;
+const HOUR_S: i64 = 3600;
+const DAY_S: i64 = 86_400;
+
+const ROOT: &str = "O=cluster.local,CN=mesh root";
+const INTERMEDIATE: &str = "O=cluster.local,CN=mesh intermediate";
+
+fn mk_cert(subject: &str, issuer: &str, serial: &str, not_before: i64, not_after: i64) -> CertInfo {
+    CertInfo {
+        subject: subject.to_owned(),
+        issuer: issuer.to_owned(),
+        serial: serial.to_owned(),
+        not_before,
+        not_after,
+        spiffe_id: None,
+        is_ca: true,
+    }
+}
+
+fn mk_leaf(identity: &str, serial: &str, not_before: i64, not_after: i64) -> CertInfo {
+    CertInfo {
+        spiffe_id: Some(identity.to_owned()),
+        is_ca: false,
+        ..mk_cert("", INTERMEDIATE, serial, not_before, not_after)
+    }
+}
+
+/// The roots trusted now: the signing root and one retiring in 5 days.
+fn mk_trust_bundle() -> Vec<CertInfo> {
+    vec![
+        mk_cert(ROOT, ROOT, "01", NOW_S - 30 * DAY_S, NOW_S + 3650 * DAY_S),
+        mk_cert(
+            "O=cluster.local,CN=mesh root 2022",
+            "O=cluster.local,CN=mesh root 2022",
+            "7f:00:3c",
+            NOW_S - 400 * DAY_S,
+            NOW_S + 5 * DAY_S,
+        ),
+    ]
+}
+
+/// The certificate of `productpage-v1-6b7f.default`, issued 2 minutes ago (backdated one
+/// more) for 12 hours: a leaf that expires in 11h57m and the intermediate that signed it.
+pub(crate) fn mk_secret() -> ProxySecret {
+    let identity = mk_identity("default", "productpage").to_string();
+    ProxySecret {
+        proxy: "sidecar~10.0.0.5~productpage-v1-6b7f.default".to_owned(),
+        identity: identity.clone(),
+        issued_unix_ms: NOW - 120 * SEC,
+        authenticated_by: "token".to_owned(),
+        chain: vec![
+            mk_leaf(
+                &identity,
+                "3a:f1:07:9c:21:5e:88:10",
+                NOW_S - 180,
+                NOW_S - 180 + 12 * HOUR_S,
+            ),
+            mk_cert(
+                INTERMEDIATE,
+                ROOT,
+                "02",
+                NOW_S - 30 * DAY_S,
+                NOW_S + 335 * DAY_S,
+            ),
+        ],
+        trust_bundle: mk_trust_bundle(),
+    }
+}
+
+/// What `GET /debug/secrets` lists, ordered by proxy id: productpage's certificate,
+/// ratings' that expired 3m4s ago (issued by renewal), and `reviews-v2-5c9d` in two
+/// namespaces.
+pub(crate) fn mk_secret_list() -> ProxySecretList {
+    let mut ratings = mk_secret();
+    ratings.proxy = "sidecar~10.0.1.9~ratings-v1-8f2a.bookinfo".to_owned();
+    ratings.identity = mk_identity("bookinfo", "ratings").to_string();
+    ratings.issued_unix_ms = NOW - 12 * 3600 * SEC;
+    ratings.authenticated_by = "certificate".to_owned();
+    ratings.chain[0] = mk_leaf(
+        &ratings.identity,
+        "5b:02",
+        NOW_S - 12 * HOUR_S - 184,
+        NOW_S - 184,
+    );
+    let reviews = |ip: &str, ns: &str| {
+        let mut s = mk_secret();
+        s.proxy = format!("sidecar~{ip}~reviews-v2-5c9d.{ns}");
+        s.identity = mk_identity(ns, "reviews").to_string();
+        s.chain[0].spiffe_id = Some(s.identity.clone());
+        s
+    };
+    ProxySecretList {
+        now_unix_ms: NOW,
+        secrets: vec![
+            mk_secret(),
+            reviews("10.0.0.7", "default"),
+            ratings,
+            reviews("10.1.0.7", "staging"),
+        ],
     }
 }

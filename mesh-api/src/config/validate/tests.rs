@@ -492,3 +492,413 @@ fn host_syntax() {
     assert!(check_host("a..com").is_err());
     assert!(check_host("").is_err());
 }
+
+// === AuthorizationPolicy: what the proxy can match ===
+
+/// An AuthorizationPolicy `p` in namespace `default` with `action` and `rules` (YAML flow
+/// or block text under `rules:`).
+fn authz(action: &str, rules: &str) -> String {
+    format!(
+        "apiVersion: security.mesh.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: p}}\n\
+         spec:\n  action: {action}\n  rules:\n{rules}\n"
+    )
+}
+
+/// The diagnostic at `path`.
+fn at<'a>(set: &'a ConfigSet, path: &str) -> &'a Diagnostic {
+    set.diagnostics
+        .iter()
+        .find(|d| d.location.path == path)
+        .unwrap_or_else(|| panic!("no diagnostic at {path}: {:#?}", set.diagnostics))
+}
+
+#[test]
+fn condition_keys_are_exactly_the_models() {
+    // The list in messages names every key the model parses, and nothing else.
+    fn listed(key: &ConditionKey) -> &'static str {
+        // Exhaustive on purpose: a new key fails to compile here until it is listed.
+        match key {
+            ConditionKey::RequestHeader(_) => "request.headers[<name>]",
+            ConditionKey::SourceIp => "source.ip",
+            ConditionKey::RemoteIp => "remote.ip",
+            ConditionKey::SourceNamespace => "source.namespace",
+            ConditionKey::SourcePrincipal => "source.principal",
+            ConditionKey::DestinationIp => "destination.ip",
+            ConditionKey::DestinationPort => "destination.port",
+            ConditionKey::ConnectionSni => "connection.sni",
+        }
+    }
+    for k in CONDITION_KEYS {
+        let key = condition_key(&k.replace("<name>", "x-user")).unwrap();
+        assert_eq!(listed(&key), *k);
+    }
+    // Header names are case-insensitive, as the control plane reads them.
+    assert_eq!(
+        condition_key("request.headers[X-User]").unwrap(),
+        ConditionKey::RequestHeader("x-user".into())
+    );
+
+    let set = analyze(&authz(
+        "ALLOW",
+        r#"  - when:
+    - {key: remote.ip, values: [203.0.113.0/24]}
+    - {key: destination.ip, notValues: ["10.0.0.1"]}
+    - {key: connection.sni, values: ["*.example.com"]}
+    - {key: "request.headers[X-User]", values: [jason]}
+    - {key: destination.port, values: ["9080"]}
+    - {key: source.principal, values: ["cluster.local/ns/default/sa/*"]}
+    - {key: source.namespace, notValues: [kube-system]}"#,
+    ));
+    assert!(set.diagnostics.is_empty(), "{:#?}", set.diagnostics);
+
+    // Keys analyze used to accept but the model rejects: the fix says where they belong.
+    let set = analyze(&authz(
+        "DENY",
+        r#"  - when:
+    - {key: request.method, values: [GET]}
+    - {key: request.host, values: [a.example]}
+    - {key: request.path, values: [/admin]}
+    - {key: "request.auth.claims[iss]", values: [x]}"#,
+    ));
+    assert_eq!(
+        codes(&set),
+        (0..4)
+            .map(|j| (
+                Code::InvalidConditionKey,
+                format!("spec.rules[0].when[{j}].key")
+            ))
+            .collect::<Vec<_>>()
+    );
+    let method = &set.diagnostics[0];
+    assert!(
+        method
+            .message
+            .contains("unsupported condition key \"request.method\""),
+        "{method}"
+    );
+    assert!(
+        method.message.contains("DENY rule match every request"),
+        "{method}"
+    );
+    assert!(
+        method.fix.as_deref().unwrap().contains("methods: [GET]"),
+        "{method}"
+    );
+    assert!(
+        set.diagnostics[2]
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("paths: [...]")
+    );
+    assert!(
+        set.diagnostics[1]
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("hosts: [...]")
+    );
+    assert!(
+        set.diagnostics[3]
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("JWT) is not supported")
+    );
+}
+
+#[test]
+fn condition_values_are_checked_for_their_key() {
+    let set = analyze(&authz(
+        "ALLOW",
+        r#"  - when:
+    - {key: remote.ip, values: ["10.0.0.0/8"], notValues: [nope]}
+    - {key: destination.port, values: [http]}
+    - {key: "request.headers[x-user]", values: ["a*b"]}"#,
+    ));
+    assert_eq!(
+        codes(&set),
+        [
+            (
+                Code::InvalidAddress,
+                "spec.rules[0].when[0].notValues[0]".to_string()
+            ),
+            (
+                Code::InvalidPort,
+                "spec.rules[0].when[1].values[0]".to_string()
+            ),
+            (
+                Code::InvalidAuthzValue,
+                "spec.rules[0].when[2].values[0]".to_string()
+            ),
+        ]
+    );
+    assert!(
+        set.diagnostics[2]
+            .message
+            .contains("drops this rule, so it allows nothing"),
+        "{}",
+        set.diagnostics[2]
+    );
+}
+
+#[test]
+fn principals_must_be_identities_of_the_trust_domain() {
+    let set = analyze(&authz(
+        "ALLOW",
+        r#"  - from:
+    - source:
+        principals:
+        - productpage
+        - default/productpage
+        - example.org/ns/default/sa/productpage
+        - cluster.local/default/productpage*
+        - "*/ns/default"
+        - cluster.local/ns/default/sa/productpage
+        - "*/sa/admin"
+        - cluster.local/ns/default/*
+        - "*""#,
+    ));
+    let p = |i: usize| format!("spec.rules[0].from[0].source.principals[{i}]");
+    assert_eq!(
+        codes(&set),
+        [
+            (Code::PrincipalShape, p(0)),
+            (Code::PrincipalShape, p(1)),
+            (Code::ForeignTrustDomain, p(2)),
+            (Code::PrincipalShape, p(3)),
+            (Code::PrincipalShape, p(4)),
+        ]
+    );
+    let bare = at(&set, &p(0));
+    assert!(bare.message.starts_with("principal \"productpage\" can never match: peers' principals have the form `<trust domain>/ns/<namespace>/sa/<service account>`"), "{bare}");
+    assert_eq!(
+        bare.fix.as_deref(),
+        Some("write \"cluster.local/ns/default/sa/productpage\"")
+    );
+    assert_eq!(
+        at(&set, &p(1)).fix.as_deref(),
+        Some("write \"cluster.local/ns/default/sa/productpage\"")
+    );
+    let foreign = at(&set, &p(2));
+    assert!(
+        foreign
+            .message
+            .contains("its trust domain \"example.org\" is not the mesh's (\"cluster.local\")"),
+        "{foreign}"
+    );
+    assert_eq!(
+        foreign.fix.as_deref(),
+        Some(
+            "write \"cluster.local/ns/default/sa/productpage\"; if the mesh's trust domain is \"example.org\", give it with --trust-domain example.org"
+        )
+    );
+    assert!(
+        at(&set, &p(4))
+            .message
+            .contains("`sa` is expected where it has \"ns\""),
+        "{}",
+        at(&set, &p(4))
+    );
+
+    // With the mesh's trust domain given, the other one is foreign.
+    let mut loader = crate::config::Loader::new();
+    loader.add_str(
+        "test.yaml",
+        &authz(
+            "ALLOW",
+            "  - from: [{source: {principals: [example.org/ns/a/sa/b, cluster.local/ns/a/sa/b]}}]",
+        ),
+    );
+    let mut set = loader.finish();
+    validate_with(
+        &mut set,
+        &Options {
+            trust_domain: "example.org".into(),
+        },
+    );
+    assert_eq!(
+        codes(&set),
+        [(
+            Code::ForeignTrustDomain,
+            "spec.rules[0].from[0].source.principals[1]".to_string()
+        )]
+    );
+}
+
+#[test]
+fn principal_patterns_that_can_match() {
+    let td = "cluster.local";
+    let check = |p: &str| unmatchable_principal(&p.parse::<Glob>().unwrap(), td);
+    for ok in [
+        "*",
+        "cluster.local/ns/a/sa/b",
+        "cluster.local/ns/a/sa/*",
+        "cluster.local/ns/*",
+        "cluster.local/n*",
+        "clus*",
+        "*/sa/b",
+        "*b",
+        "*a/sa/b",
+        "*local/ns/a/sa/b",
+        "*/ns/a/sa/b",
+        "*/a/sa/b",
+    ] {
+        assert_eq!(check(ok), None, "{ok}");
+    }
+    for (bad, why) in [
+        ("b", Unmatchable::Shape(String::new())),
+        ("default/b", Unmatchable::Shape(String::new())),
+        ("Cluster.local/ns/a/sa/b", Unmatchable::Shape("trust domain contains invalid character 'C': only lower-case letters, digits, '.', '-' and '_' are allowed".into())),
+        ("cluster.local/ns/a/sa/b/c*", Unmatchable::Shape("it has more than five `/`-separated parts".into())),
+        ("cluster.local/sa/*", Unmatchable::Shape("`ns` is expected where it has \"sa\"".into())),
+        ("cluster.local/ns//*", Unmatchable::Shape("a part is empty".into())),
+        ("cluster.local/ns/a/x*", Unmatchable::Shape("`sa` is expected where it has \"x\"".into())),
+        ("b*", Unmatchable::Shape("it does not start with the trust domain \"cluster.local\"".into())),
+        ("other/ns/*", Unmatchable::TrustDomain { theirs: "other".into() }),
+        ("*x/ns/a/sa/b", Unmatchable::TrustDomain { theirs: "x".into() }),
+        ("*x/a/sa/b", Unmatchable::Shape("`ns` is expected where it has \"x\"".into())),
+        ("*/a/b/c/d/e", Unmatchable::Shape("it has more than five `/`-separated parts".into())),
+    ] {
+        assert_eq!(check(bad), Some(why), "{bad}");
+    }
+}
+
+#[test]
+fn namespaces_hosts_paths_and_blocks_that_can_never_match() {
+    let set = analyze(&authz(
+        "ALLOW",
+        r#"  - from:
+    - source:
+        namespaces: [cluster.local/ns/frontend/sa/web, frontend]
+        notNamespaces: ["*/x"]
+        ipBlocks: [10.0.0.1/8, 10.0.0.0/8, "fd00::1/64"]
+    to:
+    - operation:
+        hosts: ["api.example.com:8080", "api.example.com", "[fd00::1]:80", "fd00::1", "fd00::*"]
+        notHosts: ["api.example.com:*"]
+        paths: ["/search?q=x", "/api/*", "/a*b"]
+        notPaths: ["/admin#top"]"#,
+    ));
+    let src = |f: &str| format!("spec.rules[0].from[0].source.{f}");
+    let op = |f: &str| format!("spec.rules[0].to[0].operation.{f}");
+    assert_eq!(
+        codes(&set),
+        [
+            (Code::NamespaceShape, src("namespaces[0]")),
+            (Code::NamespaceShape, src("notNamespaces[0]")),
+            (Code::CidrHostBits, src("ipBlocks[0]")),
+            (Code::CidrHostBits, src("ipBlocks[2]")),
+            (Code::HostWithPort, op("hosts[0]")),
+            (Code::HostWithPort, op("hosts[2]")),
+            (Code::HostWithPort, op("notHosts[0]")),
+            (Code::PathWithQuery, op("paths[0]")),
+            (Code::InvalidAuthzValue, op("paths[2]")),
+            (Code::PathWithQuery, op("notPaths[0]")),
+        ]
+    );
+    let ns = &set.diagnostics[0];
+    assert_eq!(
+        ns.message,
+        "namespace \"cluster.local/ns/frontend/sa/web\" can never match: namespace names have no `/`"
+    );
+    assert!(
+        ns.fix
+            .as_deref()
+            .unwrap()
+            .contains("write the namespace alone, \"frontend\""),
+        "{ns}"
+    );
+    assert!(
+        set.diagnostics[1]
+            .message
+            .contains("never excludes anything"),
+        "{}",
+        set.diagnostics[1]
+    );
+    let block = &set.diagnostics[2];
+    assert_eq!(
+        block.message,
+        "\"10.0.0.1/8\" has bits set after its /8 prefix: it means 10.0.0.0/8"
+    );
+    assert_eq!(
+        block.fix.as_deref(),
+        Some("write \"10.0.0.0/8\" for the network, or \"10.0.0.1/32\" for the one address")
+    );
+    let host = at(&set, &op("hosts[0]"));
+    assert!(
+        host.message.contains(
+            "can never match: authorization compares the request's host without its port"
+        ),
+        "{host}"
+    );
+    assert_eq!(
+        host.fix.as_deref(),
+        Some(
+            "write \"api.example.com\"; to restrict the port, add `ports: [\"8080\"]` (the workload's port)"
+        )
+    );
+    assert_eq!(
+        at(&set, &op("notHosts[0]")).fix.as_deref(),
+        Some("write \"api.example.com\"")
+    );
+    let query = at(&set, &op("paths[0]"));
+    assert!(
+        query.message.contains("has no query string or fragment"),
+        "{query}"
+    );
+    assert!(
+        query.fix.as_deref().unwrap().contains("\"/search\""),
+        "{query}"
+    );
+    assert!(at(&set, &op("paths[2]")).is_error());
+}
+
+#[test]
+fn allow_rules_that_only_exclude_identities_admit_plaintext() {
+    let set = analyze(&authz(
+        "ALLOW",
+        r#"  - from:
+    - source: {notPrincipals: [cluster.local/ns/default/sa/blocked]}
+    - source: {notNamespaces: [test], ipBlocks: [10.0.0.0/8]}
+    - source: {principals: ["*"], notPrincipals: [cluster.local/ns/default/sa/blocked]}
+    - source: {notPrincipals: ["*"]}
+  - from:
+    - source: {notPrincipals: [cluster.local/ns/default/sa/blocked]}
+    when:
+    - {key: source.principal, values: ["*"]}"#,
+    ));
+    assert_eq!(
+        codes(&set),
+        [
+            (
+                Code::PlaintextAllowed,
+                "spec.rules[0].from[0].source.notPrincipals".to_string()
+            ),
+            (
+                Code::PlaintextAllowed,
+                "spec.rules[0].from[1].source.notNamespaces".to_string()
+            ),
+        ]
+    );
+    let d = &set.diagnostics[0];
+    assert!(
+        d.message
+            .starts_with("this source also matches plaintext requests: they have no principal"),
+        "{d}"
+    );
+    assert_eq!(
+        d.fix.as_deref(),
+        Some(
+            "add `principals: [\"*\"]` to the source to require mTLS (any peer but the excluded ones)"
+        )
+    );
+    assert_eq!(d.severity, crate::config::Severity::Warning);
+
+    // DENY with only exclusions is the usual "deny everyone but" idiom: fine.
+    let set = analyze(&authz(
+        "DENY",
+        "  - from: [{source: {notPrincipals: [cluster.local/ns/default/sa/admin]}}]",
+    ));
+    assert!(set.diagnostics.is_empty(), "{:#?}", set.diagnostics);
+}
