@@ -1,30 +1,44 @@
-//! Running the control plane: options, the registry loop, the discovery and debug servers.
+//! Running the control plane: options, the registry loop, the CA, the gRPC (discovery +
+//! identity, TLS) and debug servers.
 //!
 //! One task owns the [`Index`]: it takes changes from the source (a directory of YAML in
 //! local mode, Kubernetes watchers otherwise), applies them, and publishes each new
 //! version to the discovery streams. Nothing is published until the source has loaded
 //! once, so a restarted control plane never pushes a half-empty mesh.
+//!
+//! [`App::build`] opens the CA (creating a root on first start), issues mesh-control's own
+//! serving certificate and, in local mode, writes `<state-dir>/trust-bundle.pem` (what
+//! proxies bootstrap from with `--ca-bundle`) before it binds anything, so a control plane
+//! that answers is one whose CA works. In local mode the registry loop also creates a
+//! workload token for every (namespace, service account) it sees.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
-use mesh_api::config::Severity;
+use mesh_api::config::{Resource, Severity};
+use mesh_api::spiffe::SpiffeId;
+use mesh_api::tls::CertStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::ca::{self, Bundle, Ca, LocalStore, Storage};
 use crate::debug::{self, DebugState, SourceStatus};
-use crate::discovery::{self, Clients, DiscoveryService, Publisher};
+use crate::discovery::{Clients, DiscoveryService, Publisher};
+use crate::grpc::{self, ServingIdentity};
+use crate::identity::{IdentityService, LocalTokens, Secrets, TokenReviewer, Tokens};
 use crate::index::{Index, Settings};
 use crate::metrics::Metrics;
 use crate::registry::kube::{self as kube_registry, KubeRegistry, RegistryEvent};
 use crate::registry::local::{LocalRegistry, Reload};
 
-/// `mesh-control`: the mesh's control plane.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(name = "mesh-control", version, about)]
+/// The trust bundle file in the state directory (local mode).
+pub const TRUST_BUNDLE_FILE: &str = "trust-bundle.pem";
+
+/// The server's options (`mesh-control` without a subcommand; see [`crate::cli`]).
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Local mode: read config from this directory of YAML (Kubernetes `v1` Services,
     /// WorkloadEntries, our CRDs, Gateway API routes) and reload it when it changes.
@@ -62,6 +76,46 @@ pub struct Args {
     /// Local mode: how often the directory is scanned for changes.
     #[arg(long, default_value = "50ms", value_parser = parse_duration, hide = true)]
     pub poll_interval: Duration,
+    /// Local mode: where mesh-control keeps its state, created 0700: the CA in `ca/`,
+    /// workload tokens in `tokens/<namespace>/<service-account>`, and `trust-bundle.pem`
+    /// (proxies' `--ca-bundle`).
+    /// Default: `${XDG_STATE_HOME:-$HOME/.local/state}/mesh-control`.
+    #[arg(long, env = "MESH_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Local mode: the CA directory — our root (`root-cert.pem`, `root-key.pem`, made on
+    /// first start) or a plug-in CA in Istio's `cacerts` layout (`ca-cert.pem`,
+    /// `ca-key.pem`, `root-cert.pem`, `cert-chain.pem`). Default: `<state-dir>/ca`.
+    #[arg(long, env = "MESH_CA_DIR", value_name = "DIR")]
+    pub ca_dir: Option<PathBuf>,
+    /// The lifetime of workload certificates; proxies renew at half of it. A shorter
+    /// lifetime asked for is honored (10s at least).
+    #[arg(long, env = "MESH_WORKLOAD_CERT_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub workload_cert_ttl: Duration,
+    /// How long a new root (`mesh-control ca rotate`, replaced plug-in files) is in the
+    /// trust bundle before the CA signs with it: long enough for every proxy to learn it.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub root_rotation_grace: Duration,
+    /// How often the CA storage is checked for rotations.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, hide = true)]
+    pub ca_poll_interval: Duration,
+}
+
+/// The state directory: `dir`, or `${XDG_STATE_HOME:-$HOME/.local/state}/mesh-control`.
+pub fn resolve_state_dir(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = dir {
+        return Ok(d.to_owned());
+    }
+    let base = match std::env::var_os("XDG_STATE_HOME").map(PathBuf::from) {
+        Some(p) if p.is_absolute() => p,
+        _ => {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|h| h.is_absolute())
+                .context("cannot find a state directory: HOME is not set; pass --state-dir DIR (or MESH_STATE_DIR)")?;
+            home.join(".local").join("state")
+        }
+    };
+    Ok(base.join("mesh-control"))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -77,13 +131,31 @@ pub struct Bound {
     pub debug: SocketAddr,
 }
 
-/// A built control plane, listeners bound.
-#[derive(Debug)]
+/// A built control plane: CA open, listeners bound.
 pub struct App {
     args: Args,
     discovery: TcpListener,
     debug: TcpListener,
     bound: Bound,
+    ca: Ca,
+    serving: ServingIdentity,
+    certs: Arc<CertStore>,
+    refresh_at: SystemTime,
+    /// Local mode.
+    state_dir: Option<PathBuf>,
+    /// Kubernetes mode.
+    kube: Option<kube::Client>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("bound", &self.bound)
+            .field("ca", &self.ca)
+            .field("state_dir", &self.state_dir)
+            .field("kubernetes", &self.kube.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -93,7 +165,7 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 impl App {
-    /// Binds the listeners.
+    /// Opens the CA, issues mesh-control's certificate and binds the listeners.
     pub async fn build(args: Args) -> anyhow::Result<Self> {
         if let Some(dir) = &args.config_dir {
             anyhow::ensure!(
@@ -102,6 +174,47 @@ impl App {
                 dir.display()
             );
         }
+        anyhow::ensure!(
+            args.workload_cert_ttl >= Duration::from_secs(1),
+            "--workload-cert-ttl {:?} is too short; use 1s or more (24h is the default)",
+            args.workload_cert_ttl
+        );
+        let settings = ca::Settings {
+            trust_domain: args.trust_domain.clone(),
+            workload_cert_ttl: args.workload_cert_ttl,
+            root_rotation_grace: args.root_rotation_grace,
+        };
+        let (storage, state_dir, kube) = if args.kubernetes {
+            let client = kube::Client::try_default().await.context(
+                "cannot build a Kubernetes client: run in a pod with a service account, or set KUBECONFIG / ~/.kube/config",
+            )?;
+            let store = ca::kube::KubeStore::new(client.clone(), args.root_namespace.clone());
+            (Storage::Kube(store), None, Some(client))
+        } else {
+            let state_dir = resolve_state_dir(args.state_dir.as_deref())?;
+            crate::files::create_private_dir(&state_dir)
+                .context("cannot create the state directory (--state-dir)")?;
+            let ca_dir = args.ca_dir.clone().unwrap_or_else(|| state_dir.join("ca"));
+            let store =
+                LocalStore::open(ca_dir).context("cannot open the CA directory (--ca-dir)")?;
+            (Storage::Local(store), Some(state_dir), None)
+        };
+        let ca = Ca::open(storage, settings, true)
+            .await
+            .context("cannot start the certificate authority")?;
+        if let Some(dir) = &state_dir {
+            write_bundle_file(&dir.join(TRUST_BUNDLE_FILE), &ca.bundle())?;
+        }
+        let serving = grpc::serving_identity(
+            &args.trust_domain,
+            &args.root_namespace,
+            &args.cluster_domain,
+        )
+        .context("--trust-domain / --root-namespace do not make a valid identity")?;
+        let certs = Arc::new(CertStore::new());
+        let refresh_at = grpc::renew_serving_cert(&ca, &serving, &certs)
+            .context("cannot issue mesh-control's own certificate")?;
+
         let discovery = bind(args.discovery_addr, "discovery, --discovery-addr").await?;
         let debug = bind(args.debug_addr, "debug, --debug-addr").await?;
         let bound = Bound {
@@ -113,7 +226,23 @@ impl App {
             discovery,
             debug,
             bound,
+            ca,
+            serving,
+            certs,
+            refresh_at,
+            state_dir,
+            kube,
         })
+    }
+
+    /// The certificate authority (for tests minting certificates in process).
+    pub fn ca(&self) -> &Ca {
+        &self.ca
+    }
+
+    /// The state directory (local mode).
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.state_dir.as_deref()
     }
 
     /// The addresses bound.
@@ -131,11 +260,18 @@ impl App {
             discovery,
             debug,
             bound,
+            ca,
+            serving,
+            certs,
+            refresh_at,
+            state_dir,
+            kube,
         } = self;
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Arc::new(Metrics::new(&mut registry));
         let publisher = Publisher::new();
         let clients = Clients::default();
+        let secrets = Secrets::default();
         let source = Arc::new(Mutex::new(SourceStatus::default()));
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = move || {
@@ -150,22 +286,80 @@ impl App {
             root_namespace: args.root_namespace.clone(),
             cluster_domain: args.cluster_domain.clone(),
         };
-        let service =
+        let local_tokens = state_dir
+            .as_ref()
+            .map(|dir| Arc::new(LocalTokens::new(dir.clone(), args.trust_domain.clone())));
+        let tokens = match (&local_tokens, &kube) {
+            (Some(t), _) => Tokens::Local(t.clone()),
+            (None, Some(client)) => Tokens::Kube(Arc::new(TokenReviewer::new(
+                client.clone(),
+                args.trust_domain.clone(),
+            ))),
+            (None, None) => anyhow::bail!("neither a state directory nor a Kubernetes client"),
+        };
+        let discovery_service =
             DiscoveryService::new(publisher.subscribe(), clients.clone(), metrics.clone());
+        let identity_service =
+            IdentityService::new(ca.clone(), tokens, secrets.clone(), metrics.clone());
         let debug_state = DebugState {
             generations: publisher.subscribe(),
             clients: clients.clone(),
             source: source.clone(),
             registry: Arc::new(registry),
+            metrics: metrics.clone(),
+            ca: ca.clone(),
+            secrets,
         };
+        let tls = grpc::tls_config(certs.clone(), ca.trust_store(), &args.trust_domain);
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(discovery::serve(discovery, service, stopped()));
+        tasks.spawn(grpc::serve(
+            discovery,
+            tls,
+            discovery_service,
+            identity_service,
+            stopped(),
+        ));
         tasks.spawn(debug::serve(debug, debug_state, stopped()));
-        tracing::info!(discovery = %bound.discovery, debug = %bound.debug, "mesh-control serving");
+        tasks.spawn(ca.clone().run(args.ca_poll_interval, stopped()));
+        tasks.spawn(grpc::keep_serving_cert(
+            ca.clone(),
+            serving,
+            certs,
+            refresh_at,
+            stopped(),
+        ));
+        match (&state_dir, &kube) {
+            (Some(dir), _) => {
+                tasks.spawn(keep_bundle_file(
+                    dir.join(TRUST_BUNDLE_FILE),
+                    ca.watch_bundle(),
+                    stopped(),
+                ));
+            }
+            (None, Some(client)) => {
+                tasks.spawn(ca::kube::publish_bundle(
+                    client.clone(),
+                    ca.watch_bundle(),
+                    ca::kube::Applied::default(),
+                    Duration::from_secs(30),
+                    stopped(),
+                ));
+            }
+            (None, None) => {}
+        }
+        tracing::info!(
+            discovery = %bound.discovery,
+            debug = %bound.debug,
+            trust_domain = %args.trust_domain,
+            workload_cert_ttl = ?args.workload_cert_ttl,
+            root_rotation_grace = ?args.root_rotation_grace,
+            state_dir = ?state_dir,
+            "mesh-control serving (gRPC over TLS)"
+        );
 
         let index = Index::new(settings);
-        let source_task = match &args.config_dir {
-            Some(dir) => {
+        let source_task = match (&args.config_dir, kube) {
+            (Some(dir), _) => {
                 let registry = LocalRegistry::new(dir.clone(), args.default_namespace.clone());
                 let source = source.clone();
                 source.lock().expect("source status poisoned").source =
@@ -177,13 +371,11 @@ impl App {
                     metrics,
                     source,
                     args.poll_interval,
+                    local_tokens.map(|t| (t, args.trust_domain.clone())),
                     stopped(),
                 ))
             }
-            None => {
-                let client = kube::Client::try_default().await.context(
-                    "cannot build a Kubernetes client: run in a pod with a service account, or set KUBECONFIG / ~/.kube/config",
-                )?;
+            (None, Some(client)) => {
                 source.lock().expect("source status poisoned").source = "kubernetes".to_owned();
                 let registry = KubeRegistry::new(client, kube_registry::Options::default());
                 tokio::spawn(kube_loop(
@@ -195,6 +387,7 @@ impl App {
                     stopped(),
                 ))
             }
+            (None, None) => anyhow::bail!("neither --config-dir nor --kubernetes"),
         };
 
         shutdown.await;
@@ -206,7 +399,59 @@ impl App {
     }
 }
 
+/// Writes the trust bundle file.
+fn write_bundle_file(path: &Path, bundle: &Bundle) -> anyhow::Result<()> {
+    crate::files::write_atomic(path, bundle.pem().as_bytes(), crate::files::PUBLIC)
+        .context("cannot write the trust bundle file")?;
+    Ok(())
+}
+
+/// Rewrites the trust bundle file whenever the bundle changes, until `stop` resolves.
+async fn keep_bundle_file(
+    path: PathBuf,
+    mut bundle: watch::Receiver<Arc<Bundle>>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            changed = bundle.changed() => if changed.is_err() { return },
+        }
+        let current = bundle.borrow_and_update().clone();
+        match write_bundle_file(&path, &current) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), roots = current.roots.len(), "trust bundle file updated");
+            }
+            Err(e) => tracing::error!("{e:#}"),
+        }
+    }
+}
+
+/// The identities of the WorkloadEntries in `resources`.
+fn workload_identities(resources: &[Resource], trust_domain: &str) -> Vec<SpiffeId> {
+    let mut ids: Vec<SpiffeId> = resources
+        .iter()
+        .filter_map(|r| match r {
+            Resource::WorkloadEntry(w) => {
+                let sa = w
+                    .spec
+                    .service_account
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("default");
+                SpiffeId::new(trust_domain, r.namespace(), sa).ok()
+            }
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 /// The registry loop of local mode.
+#[allow(clippy::too_many_arguments)] // Reason: one call site; the loop's whole context.
 async fn local_loop(
     mut registry: LocalRegistry,
     mut index: Index,
@@ -214,11 +459,15 @@ async fn local_loop(
     metrics: Arc<Metrics>,
     source: Arc<Mutex<SourceStatus>>,
     interval: Duration,
+    tokens: Option<(Arc<LocalTokens>, String)>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     let apply = |reload: Reload, index: &mut Index, publisher: &mut Publisher| match reload {
         Reload::Unchanged => {}
         Reload::Applied(snapshot) => {
+            if let Some((tokens, trust_domain)) = &tokens {
+                tokens.ensure_all(&workload_identities(&snapshot.resources, trust_domain));
+            }
             let started = Instant::now();
             index.replace_all(snapshot.resources.clone());
             let view = index.view();

@@ -1,6 +1,9 @@
 //! The debug and metrics HTTP server (port 15014): the documents of [`mesh_api::status`]
-//! (`/debug/proxies`, `/debug/config`, `/debug/registry`), Prometheus `/metrics`, and
-//! `/healthz/ready`.
+//! (`/debug/proxies`, `/debug/config`, `/debug/registry`, `/debug/secrets`, `/debug/ca`),
+//! Prometheus `/metrics`, and `/healthz/ready`.
+//!
+//! `/debug/secrets` shows certificates (public data: subjects, serials, validity), never
+//! keys or tokens.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,13 +13,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use mesh_api::status::{ControlPlaneInfo, ProxyConfigDump, ProxyStatusList, RegistryStatus};
+use mesh_api::status::{
+    ControlPlaneInfo, ProxyConfigDump, ProxySecretList, ProxyStatusList, RegistryStatus,
+};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::ca::Ca;
 use crate::discovery::clients::{ConnState, unix_ms};
 use crate::discovery::{Clients, Generation};
+use crate::identity::Secrets;
+use crate::metrics::Metrics;
 
 /// What the registry loop reports about its sources.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +54,12 @@ pub struct DebugState {
     pub source: Arc<Mutex<SourceStatus>>,
     /// Metrics.
     pub registry: Arc<Registry>,
+    /// The metrics refreshed at scrape time (the CA gauges).
+    pub metrics: Arc<Metrics>,
+    /// The certificate authority.
+    pub ca: Ca,
+    /// Certificates issued per proxy.
+    pub secrets: Secrets,
 }
 
 type Body = Full<Bytes>;
@@ -185,6 +199,35 @@ impl DebugState {
         }
     }
 
+    fn secrets(&self, query: &str) -> Response<Body> {
+        let secrets = match query_param(query, "proxy") {
+            None => self.secrets.all(),
+            Some(wanted) => {
+                let found = self.secrets.select(&wanted);
+                if found.is_empty() {
+                    let known: Vec<String> =
+                        self.secrets.all().into_iter().map(|s| s.proxy).collect();
+                    return text(
+                        StatusCode::NOT_FOUND,
+                        format!(
+                            "no certificate was issued to a proxy matching {wanted:?}; issued to: {}\n",
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                }
+                found
+            }
+        };
+        json(&ProxySecretList {
+            now_unix_ms: unix_ms(),
+            secrets,
+        })
+    }
+
     fn handle(&self, req: &Request<hyper::body::Incoming>) -> Response<Body> {
         if req.method() != Method::GET {
             return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served\n");
@@ -194,7 +237,15 @@ impl DebugState {
             "/debug/proxies" => json(&self.proxies()),
             "/debug/config" => self.config(query),
             "/debug/registry" => json(&self.registry_status()),
+            "/debug/secrets" => self.secrets(query),
+            "/debug/ca" => json(&self.ca.status()),
             "/metrics" => {
+                let expiry = self
+                    .ca
+                    .signing_expiry()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                self.metrics.ca_state(expiry, self.ca.bundle().roots.len());
                 let mut out = String::new();
                 match prometheus_client::encoding::text::encode(&mut out, &self.registry) {
                     Ok(()) => Response::builder()
@@ -220,12 +271,12 @@ impl DebugState {
             "/version" => text(StatusCode::OK, format!("{}\n", env!("CARGO_PKG_VERSION"))),
             "/" => text(
                 StatusCode::OK,
-                "mesh-control debug: /debug/proxies /debug/config?proxy=<id|pod.namespace> /debug/registry /metrics /healthz/ready /version\n",
+                "mesh-control debug: /debug/proxies /debug/config?proxy=<id|pod.namespace> /debug/registry /debug/secrets[?proxy=...] /debug/ca /metrics /healthz/ready /version\n",
             ),
             other => text(
                 StatusCode::NOT_FOUND,
                 format!(
-                    "{other}: not found; try /debug/proxies, /debug/config?proxy=..., /debug/registry, /metrics\n"
+                    "{other}: not found; try /debug/proxies, /debug/config?proxy=..., /debug/registry, /debug/secrets, /debug/ca, /metrics\n"
                 ),
             ),
         }

@@ -6,21 +6,19 @@
 //!   synced once, the channel holds `None` and no stream is answered: a control plane that
 //!   just restarted must not push empty endpoint sets over the ones proxies hold (they
 //!   keep serving what they have, and are brought up to date when the state is complete).
-//! - Every stream is one task (see [`stream`]); it wakes on its proxy's messages and on
+//! - Every stream is one task (see `stream`); it wakes on its proxy's messages and on
 //!   generation changes, computes what changed for its proxy and sends it.
 //!   Translations shared by many proxies are computed once per generation
-//!   ([`snapshot`]), so thousands of streams cost little more than their sockets.
+//!   (`snapshot`), so thousands of streams cost little more than their sockets.
 //! - [`clients::Clients`] is what the debug API reads for `proxy-status`.
 //!
-//! The transport is plaintext HTTP/2 for now: the server trusts the identity a proxy
-//! claims in its `Node`. Serving over mutual TLS, with the identity taken from the client
-//! certificate, comes with the certificate authority.
+//! The stream is served over TLS by [`crate::grpc`] and requires a client certificate: the
+//! proxy's identity is its certificate's, and a `Node` claiming another is refused.
 
 pub mod clients;
 mod snapshot;
 mod stream;
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,12 +27,12 @@ use futures_util::Stream;
 use mesh_api::model::Node;
 use mesh_api::proto::discovery::v1 as pb;
 use pb::discovery_server::{Discovery, DiscoveryServer};
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status, Streaming};
 
 pub use self::clients::Clients;
 pub use self::snapshot::Generation;
+use crate::grpc::Peer;
 use crate::index::View;
 use crate::metrics::Metrics;
 
@@ -92,10 +90,6 @@ impl Default for Publisher {
     }
 }
 
-/// The address a stream comes from, set by the accept loop.
-#[derive(Debug, Clone, Copy)]
-struct PeerAddr(SocketAddr);
-
 /// The `Discovery` service.
 #[derive(Debug, Clone)]
 pub struct DiscoveryService {
@@ -117,6 +111,14 @@ impl DiscoveryService {
             metrics,
         }
     }
+
+    /// The tonic server of this service.
+    pub fn server(self) -> DiscoveryServer<Self> {
+        DiscoveryServer::new(self)
+            // A full config of a large mesh is big; proxies accept up to 64 MiB too.
+            .max_decoding_message_size(4 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024)
+    }
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<pb::DiscoveryResponse, Status>> + Send>>;
@@ -129,10 +131,16 @@ impl Discovery for DiscoveryService {
         &self,
         request: Request<Streaming<pb::DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let peer = request
-            .extensions()
-            .get::<PeerAddr>()
-            .map_or_else(|| "unknown".to_owned(), |p| p.0.to_string());
+        let (peer, verified) = match request.extensions().get::<Peer>() {
+            Some(p) => (p.addr.to_string(), p.identity.clone()),
+            None => ("unknown".to_owned(), None),
+        };
+        let Some(verified) = verified else {
+            tracing::info!(%peer, "discovery stream without a client certificate refused");
+            return Err(Status::unauthenticated(
+                "no client certificate: a proxy must obtain a certificate with Certify first (mesh.identity.v1.Identity on this port) and present it on the discovery connection",
+            ));
+        };
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(Duration::from_secs(30), inbound.message())
             .await
@@ -152,6 +160,13 @@ impl Discovery for DiscoveryService {
             .map_err(|e: mesh_api::model::Invalid| {
                 Status::invalid_argument(format!("invalid node: {e}"))
             })?;
+        if node.identity != verified {
+            tracing::warn!(proxy = %node.id, %peer, claimed = %node.identity, certificate = %verified, "discovery stream refused: the node claims another identity");
+            return Err(Status::permission_denied(format!(
+                "the node claims identity {} but the client certificate is {verified}",
+                node.identity
+            )));
+        }
         tracing::info!(proxy = %node.id, %peer, identity = %node.identity, "proxy connected");
 
         let (tx, rx) = mpsc::channel(16);
@@ -170,56 +185,5 @@ impl Discovery for DiscoveryService {
             rx.recv().await.map(|item| (item, rx))
         });
         Ok(Response::new(Box::pin(out)))
-    }
-}
-
-/// Serves `service` on `listener` over HTTP/2 until `stop` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    service: DiscoveryService,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    let server = DiscoveryServer::new(service)
-        // A full config of a large mesh is big; proxies accept up to 64 MiB too.
-        .max_decoding_message_size(4 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024);
-    let mut builder =
-        hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
-    builder
-        // Notice proxies that vanished without closing (a killed pod, a cut network).
-        .keep_alive_interval(Some(Duration::from_secs(15)))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(16);
-    tokio::pin!(stop);
-    loop {
-        let (socket, peer) = tokio::select! {
-            () = &mut stop => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "discovery accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = socket.set_nodelay(true);
-        let server = server.clone();
-        let svc =
-            hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(PeerAddr(peer));
-                let mut server = server.clone();
-                async move {
-                    use tonic::codegen::Service as _;
-                    server.call(req).await
-                }
-            });
-        let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(socket), svc);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "discovery connection ended");
-            }
-        });
     }
 }

@@ -1,19 +1,32 @@
-//! The `mesh-control` binary: parse options, set up logging, run [`mesh_control::app`]
-//! until SIGTERM or Ctrl-C.
+//! The `mesh-control` binary: install the crypto provider, parse the command line, set up
+//! logging, then serve ([`mesh_control::app`]) until SIGTERM or Ctrl-C, or run a
+//! maintenance subcommand ([`mesh_control::cli`]).
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use mesh_control::app::{App, Args};
+use mesh_control::app::App;
+use mesh_control::cli::Cli;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    mesh_api::tls::install_default_provider();
+    let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("MESH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    if let Some(command) = cli.command {
+        return match mesh_control::cli::run(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = cli.server;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("mesh-control")

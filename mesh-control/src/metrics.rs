@@ -12,6 +12,10 @@
 //! | `mesh_control_index_build_seconds` | histogram | — index rebuild per change |
 //! | `mesh_control_resources` | gauge | — resources in the index |
 //! | `mesh_control_watch_errors_total` | counter | `resource` (Kubernetes watchers) |
+//! | `mesh_control_certificates_issued_total` | counter | — workload certificates signed |
+//! | `mesh_control_certificate_requests_denied_total` | counter | `reason`: `unauthenticated`, `permission_denied`, `invalid_request`, `invalid_csr`, `unavailable` |
+//! | `mesh_control_ca_root_expiry_timestamp_seconds` | gauge | — expiry of the certificate the CA signs with (the root, or a plug-in intermediate) |
+//! | `mesh_control_trust_bundle_roots` | gauge | — roots in the trust bundle (2 during a rotation) |
 
 use std::time::Duration;
 
@@ -33,6 +37,38 @@ struct ResourceLabel {
     resource: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Why a certificate request was denied (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    /// No or invalid credentials.
+    Unauthenticated,
+    /// The caller asked for another identity.
+    PermissionDenied,
+    /// A malformed request (identity, lifetime).
+    InvalidRequest,
+    /// An unusable CSR.
+    InvalidCsr,
+    /// The CA or the token check failed on our side.
+    Unavailable,
+}
+
+impl DenyReason {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::PermissionDenied => "permission_denied",
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidCsr => "invalid_csr",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// The metrics, registered once.
 #[derive(Debug)]
 pub struct Metrics {
@@ -46,6 +82,10 @@ pub struct Metrics {
     index_build: Histogram,
     resources: Gauge,
     watch_errors: Family<ResourceLabel, Counter>,
+    certificates_issued: Counter,
+    certificates_denied: Family<ReasonLabel, Counter>,
+    root_expiry: Gauge,
+    bundle_roots: Gauge,
 }
 
 fn kind_label(kind: ResourceKind) -> &'static str {
@@ -67,6 +107,10 @@ impl Metrics {
             index_build: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             resources: Gauge::default(),
             watch_errors: Family::default(),
+            certificates_issued: Counter::default(),
+            certificates_denied: Family::default(),
+            root_expiry: Gauge::default(),
+            bundle_roots: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("mesh_control");
         r.register(
@@ -119,7 +163,47 @@ impl Metrics {
             "Kubernetes watch errors, by resource",
             m.watch_errors.clone(),
         );
+        r.register(
+            "certificates_issued",
+            "Workload certificates signed",
+            m.certificates_issued.clone(),
+        );
+        r.register(
+            "certificate_requests_denied",
+            "Certificate and trust bundle requests refused, by reason",
+            m.certificates_denied.clone(),
+        );
+        r.register(
+            "ca_root_expiry_timestamp_seconds",
+            "When the certificate the CA signs with expires (Unix seconds)",
+            m.root_expiry.clone(),
+        );
+        r.register(
+            "trust_bundle_roots",
+            "Roots in the trust bundle",
+            m.bundle_roots.clone(),
+        );
         m
+    }
+
+    /// A certificate was signed.
+    pub fn certificate_issued(&self) {
+        self.certificates_issued.inc();
+    }
+
+    /// A certificate or trust bundle request was refused.
+    pub fn certificate_denied(&self, reason: DenyReason) {
+        self.certificates_denied
+            .get_or_create(&ReasonLabel {
+                reason: reason.label(),
+            })
+            .inc();
+    }
+
+    /// The CA's signing certificate expires at `unix_s`; the bundle has `roots` roots.
+    pub fn ca_state(&self, expiry_unix_s: i64, roots: usize) {
+        self.root_expiry.set(expiry_unix_s);
+        self.bundle_roots.set(roots as i64);
     }
 
     pub(crate) fn connected(&self, delta: i64) {

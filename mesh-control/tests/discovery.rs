@@ -1,19 +1,21 @@
 //! The discovery server end to end, in process: `mesh-control` in local mode on port 0, a
-//! raw protocol client (the generated tonic client over a hyper HTTP/2 connection) playing
-//! the proxy, and the debug API read over HTTP. Covers subscriptions, incremental pushes,
-//! ACK/NACK bookkeeping as `proxy-status` shows it, reconnection with
-//! `initial_resource_versions`, and the rule that nothing is pushed before the config
-//! sources have loaded.
+//! raw protocol client (the generated tonic client over a TLS HTTP/2 connection, with a
+//! certificate from the control plane's CA) playing the proxy, and the debug API read over
+//! HTTP. Covers subscriptions, incremental pushes, ACK/NACK bookkeeping as `proxy-status`
+//! shows it, reconnection with `initial_resource_versions`, the rule that nothing is
+//! pushed before the config sources have loaded, and that the stream requires a client
+//! certificate whose identity is the node's.
+
+mod support;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use mesh_api::model::ResourceKind;
 use mesh_api::proto::discovery::v1 as pb;
 use mesh_api::status::{ProxyStatusList, SyncState};
-use mesh_control::app::{App, Args};
+use support::{H2, http_get, write};
 use tokio::sync::mpsc;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -50,51 +52,27 @@ spec:
     )
 }
 
-fn write(dir: &Path, file: &str, text: &str) {
-    let tmp = dir.join(format!(".{file}.tmp"));
-    std::fs::write(&tmp, text).expect("write config");
-    std::fs::rename(&tmp, dir.join(file)).expect("rename config");
-}
+const IDENTITY: &str = "spiffe://cluster.local/ns/default/sa/reviews";
 
 struct ControlPlane {
+    inner: support::ControlPlane,
     bound: mesh_control::app::Bound,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _state: tempfile::TempDir,
 }
 
 impl ControlPlane {
     async fn start(dir: &Path) -> Self {
-        let args = Args {
-            config_dir: Some(dir.to_owned()),
-            kubernetes: false,
-            default_namespace: "default".into(),
-            discovery_addr: "127.0.0.1:0".parse().unwrap(),
-            debug_addr: "127.0.0.1:0".parse().unwrap(),
-            trust_domain: "cluster.local".into(),
-            root_namespace: "mesh-system".into(),
-            cluster_domain: "cluster.local".into(),
-            poll_interval: Duration::from_millis(20),
-        };
-        let app = App::build(args).await.expect("build control plane");
-        let bound = app.bound();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(app.run(async {
-            let _ = rx.await;
-        }));
+        let state = tempfile::tempdir().unwrap();
+        let inner = support::ControlPlane::start(dir, state.path(), &[]).await;
         Self {
-            bound,
-            stop: Some(tx),
-            task,
+            bound: inner.bound,
+            inner,
+            _state: state,
         }
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(DEADLINE, &mut self.task)
-            .await
-            .expect("control plane stops")
-            .expect("no panic")
-            .expect("clean stop");
+    async fn stop(self) {
+        self.inner.stop().await;
     }
 
     async fn proxies(&self) -> ProxyStatusList {
@@ -117,48 +95,17 @@ impl ControlPlane {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
 
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    use http_body_util::BodyExt as _;
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect debug");
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+    /// A client over TLS with a certificate for `identity`.
+    async fn client(&self, identity: Option<&str>) -> pb::discovery_client::DiscoveryClient<H2> {
+        let creds = identity.map(|id| self.inner.credentials(id));
+        let h2 = self
+            .inner
+            .connect(creds.as_ref())
             .await
-            .expect("handshake");
-    tokio::spawn(conn);
-    let req = http::Request::get(path)
-        .header("host", "debug")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let resp = send.send_request(req).await.expect("debug request");
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    String::from_utf8(body.to_vec()).expect("utf-8")
-}
-
-/// A hyper HTTP/2 connection as the service tonic's generated client calls.
-#[derive(Clone)]
-struct H2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
-
-impl tonic::codegen::Service<http::Request<tonic::body::Body>> for H2 {
-    type Response = http::Response<hyper::body::Incoming>;
-    type Error = hyper::Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let fut = self.0.send_request(req);
-        Box::pin(fut)
+            .expect("TLS connection");
+        let uri: http::Uri = "https://mesh-control".parse().unwrap();
+        pb::discovery_client::DiscoveryClient::with_origin(h2, uri)
     }
 }
 
@@ -176,7 +123,7 @@ fn node() -> pb::Node {
         pod_name: "reviews-1".into(),
         namespace: "default".into(),
         ip: vec![10, 0, 0, 1],
-        identity: "spiffe://cluster.local/ns/default/sa/reviews".into(),
+        identity: IDENTITY.into(),
         labels: Default::default(),
         mode: pb::ProxyMode::Sidecar.into(),
         proxy_version: "test".into(),
@@ -184,19 +131,8 @@ fn node() -> pb::Node {
 }
 
 impl Proxy {
-    async fn connect(addr: SocketAddr, held: BTreeMap<String, BTreeMap<String, String>>) -> Self {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("connect discovery");
-        let (send, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .expect("h2 handshake");
-        tokio::spawn(conn);
-        let uri: http::Uri = format!("http://{addr}").parse().unwrap();
-        let mut client = pb::discovery_client::DiscoveryClient::with_origin(H2(send), uri);
+    async fn connect(cp: &ControlPlane, held: BTreeMap<String, BTreeMap<String, String>>) -> Self {
+        let mut client = cp.client(Some(IDENTITY)).await;
         let (tx, rx) = mpsc::channel(32);
         let mut first = true;
         for kind in ResourceKind::ALL {
@@ -271,7 +207,7 @@ async fn subscribe_push_ack_nack_and_reconnect() {
     let cp = ControlPlane::start(dir.path()).await;
 
     // Initial sync: one response per kind, in dependency order, each answered.
-    let mut proxy = Proxy::connect(cp.bound.discovery, BTreeMap::new()).await;
+    let mut proxy = Proxy::connect(&cp, BTreeMap::new()).await;
     let mut kinds = Vec::new();
     for _ in ResourceKind::ALL {
         let r = proxy.recv_ack().await;
@@ -374,7 +310,7 @@ async fn subscribe_push_ack_nack_and_reconnect() {
     // Reconnect holding everything: each subscription is answered, with nothing in it.
     let held = std::mem::take(&mut proxy.held);
     drop(proxy);
-    let mut proxy = Proxy::connect(cp.bound.discovery, held.clone()).await;
+    let mut proxy = Proxy::connect(&cp, held.clone()).await;
     for _ in ResourceKind::ALL {
         let r = proxy.recv_ack().await;
         assert!(
@@ -393,7 +329,7 @@ async fn subscribe_push_ack_nack_and_reconnect() {
         .get_mut("mesh.discovery.v1.Service")
         .unwrap()
         .insert("gone.default.svc.cluster.local".into(), "1".into());
-    let mut proxy = Proxy::connect(cp.bound.discovery, stale).await;
+    let mut proxy = Proxy::connect(&cp, stale).await;
     let mut changed = BTreeMap::new();
     for _ in ResourceKind::ALL {
         let r = proxy.recv_ack().await;
@@ -419,7 +355,7 @@ async fn nothing_is_pushed_before_the_sources_load() {
     write(dir.path(), "broken.yaml", "kind: [unterminated\n");
     let cp = ControlPlane::start(dir.path()).await;
 
-    let mut proxy = Proxy::connect(cp.bound.discovery, BTreeMap::new()).await;
+    let mut proxy = Proxy::connect(&cp, BTreeMap::new()).await;
     // Connected, subscribed, and waiting: not synced, nothing sent.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
@@ -445,5 +381,64 @@ async fn nothing_is_pushed_before_the_sources_load() {
     );
     cp.wait_sync(SyncState::Synced).await;
     drop(proxy);
+    cp.stop().await;
+}
+
+/// Opens a stream with a node claiming `IDENTITY`; the status the server answers with.
+async fn open_stream_status(
+    client: &mut pb::discovery_client::DiscoveryClient<H2>,
+) -> tonic::Status {
+    let first = pb::DiscoveryRequest {
+        node: Some(node()),
+        type_url: ResourceKind::ALL[0].type_url().into(),
+        ..Default::default()
+    };
+    let requests = futures_util::StreamExt::chain(
+        futures_util::stream::iter([first]),
+        futures_util::stream::pending(),
+    );
+    match client.stream(requests).await {
+        Err(status) => status,
+        Ok(response) => {
+            let mut rx = response.into_inner();
+            match tokio::time::timeout(DEADLINE, rx.message()).await {
+                Ok(Err(status)) => status,
+                other => panic!("the stream was not refused: {other:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_requires_a_certificate_of_the_nodes_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "svc.yaml", SERVICE);
+    let cp = ControlPlane::start(dir.path()).await;
+
+    // No certificate: refused before anything is read.
+    let mut anonymous = cp.client(None).await;
+    let status = open_stream_status(&mut anonymous).await;
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("a proxy must obtain a certificate with Certify first"),
+        "{status:?}"
+    );
+
+    // A certificate of another identity than the node claims.
+    let mut other = cp
+        .client(Some("spiffe://cluster.local/ns/default/sa/ratings"))
+        .await;
+    let status = open_stream_status(&mut other).await;
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains(IDENTITY)
+            && status
+                .message()
+                .contains("spiffe://cluster.local/ns/default/sa/ratings"),
+        "names both identities: {status:?}"
+    );
+    assert!(cp.proxies().await.proxies.is_empty());
     cp.stop().await;
 }

@@ -25,7 +25,8 @@
 //! `age_seconds`), readiness, the metrics registry, a [`ClustersView`] closure, the optional
 //! [`LogHandle`] and the shutdown trigger (a `watch::Sender<bool>` that `/quitquitquit` sets).
 //! With a control plane, a [`ControlPlaneView`] ([`AdminState::set_control_plane`]) adds
-//! its address and connection state to `/config_dump` as `control_plane`.
+//! its address and connection state to `/config_dump` as `control_plane`; the workload
+//! certificate's state is there as `identity` ([`AdminState::set_identity`]).
 
 mod query;
 mod routes;
@@ -128,6 +129,23 @@ impl Readiness {
         }
     }
 
+    /// Replaces the reason `from` by `to` in one step (the next thing the proxy waits
+    /// for); another reason set meanwhile is kept. Returns whether it was replaced.
+    pub fn advance(&self, from: &str, to: impl Into<Cow<'static, str>>) -> bool {
+        let mut guard = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &*guard {
+            Some(r) if r == from => {
+                *guard = Some(to.into());
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Marks the proxy not ready because of `reason` (e.g. [`WAITING_FOR_CERTIFICATE`],
     /// [`DRAINING`]); the health endpoint answers 503 with it.
     pub fn set_not_ready(&self, reason: impl Into<Cow<'static, str>>) {
@@ -203,6 +221,7 @@ struct StateInner {
     log: Option<LogHandle>,
     shutdown: watch::Sender<bool>,
     control_plane: OnceLock<ControlPlaneView>,
+    identity: OnceLock<ControlPlaneView>,
 }
 
 impl AdminState {
@@ -230,6 +249,7 @@ impl AdminState {
                 log,
                 shutdown,
                 control_plane: OnceLock::new(),
+                identity: OnceLock::new(),
             }),
         }
     }
@@ -238,6 +258,12 @@ impl AdminState {
     /// call counts; without one, `/config_dump` has no `control_plane` field.
     pub fn set_control_plane(&self, view: ControlPlaneView) {
         let _ = self.inner.control_plane.set(view);
+    }
+
+    /// Adds the workload identity (SPIFFE id, certificate chain, trust bundle, renewal
+    /// state) to `/config_dump` (as `identity`). Only the first call counts.
+    pub fn set_identity(&self, view: ControlPlaneView) {
+        let _ = self.inner.identity.set(view);
     }
 
     /// The readiness handle.

@@ -9,6 +9,11 @@
 //! `--trace-collector` turns on distributed tracing ([`crate::telemetry::trace`]), with
 //! `--trace-sampling` percent of new traces recorded (1 % by default, as Istio).
 //!
+//! Mutual TLS is always on: the proxy needs a workload certificate ([`crate::identity`]),
+//! from the control plane's CA (`--control-plane` with `--ca-bundle` and `--token-file`) or
+//! from files (`--identity-dir`). Without one it is not ready and the mesh port refuses
+//! every handshake; it never falls back to plaintext.
+//!
 //! Config comes from one of two sources, exactly one of which is given:
 //!
 //! - `--control-plane HOST:PORT` (`MESH_CONTROL_ADDR`): the discovery stream from
@@ -18,7 +23,7 @@
 //!   is not ready (`/healthz/ready` answers 503 `waiting for config from <addr>`) until the
 //!   first response of every resource kind has been applied. Invalid updates are NACKed and
 //!   the last good config stays in force; a lost stream is retried forever.
-//! - `--config FILE`: a static file of the domain model
+//! - `--config FILE` (with `--identity-dir`): a static file of the domain model
 //!   ([`mesh_api::model::ProxyConfigSpec`], YAML or JSON), loaded before the listeners and
 //!   reloaded when it changes; an invalid update is logged and the last good config stays in
 //!   force.
@@ -35,6 +40,7 @@ use tokio::sync::watch;
 
 use crate::admin::{self, AdminState, Readiness};
 use crate::discovery;
+use crate::identity::{self, Identity, ca::CaClient};
 use crate::outbound::Target;
 use crate::proxy::{Limits, Proxy, RetryBudget};
 use crate::state::{MESH_PORT, State};
@@ -58,6 +64,9 @@ pub struct Args {
     /// The control plane and this proxy's identity (`--control-plane`, `--pod-name`, …).
     #[command(flatten)]
     pub discovery: discovery::Args,
+    /// Where the workload certificate comes from (`--identity-dir`, `--token-file`, …).
+    #[command(flatten)]
+    pub identity: identity::Args,
     /// Transparent outbound capture listener (where `mesh-proxy init` redirects to).
     #[arg(long, default_value = "0.0.0.0:15001")]
     pub outbound_capture: SocketAddr,
@@ -67,7 +76,7 @@ pub struct Args {
     /// Do not open the capture listeners (explicit mode: no root, no iptables).
     #[arg(long)]
     pub no_capture: bool,
-    /// The mesh inbound listener peers connect to (HTTP/2; mTLS with the identity work).
+    /// The mesh inbound listener peers connect to (HTTP/2 over mutual TLS).
     #[arg(long, default_value = "0.0.0.0:15008")]
     pub inbound: SocketAddr,
     /// Explicit upstream listeners, `LISTEN_ADDR=SERVICE_HOST:PORT`, e.g.
@@ -195,6 +204,15 @@ enum Source {
     ControlPlane(Box<discovery::Client>),
 }
 
+/// Where certificates come from.
+#[derive(Debug)]
+enum CertSource {
+    /// Files, watched for changes.
+    Dir(PathBuf),
+    /// The control plane's CA.
+    Ca(Box<CaClient>),
+}
+
 /// The config source chosen from the arguments, before the proxy is built.
 enum Chosen {
     File(PathBuf),
@@ -206,6 +224,7 @@ enum Chosen {
 pub struct App {
     args: Args,
     source: Source,
+    certs: CertSource,
     proxy: Arc<Proxy>,
     listeners: Listeners,
     bound: Bound,
@@ -261,16 +280,32 @@ impl App {
             header_read_timeout: args.header_read_timeout,
             ..Limits::default()
         };
-        let state = Arc::new(State::new(args.mesh_port));
-        let (readiness, chosen) = match (&args.config, &args.discovery.control_plane) {
+        let (readiness, chosen, identity, certs, config) = match (
+            &args.config,
+            &args.discovery.control_plane,
+        ) {
             (Some(path), None) => {
                 let config = load_config(path)?;
                 tracing::info!(version = config.version(), path = %path.display(), "config loaded");
-                metrics.config_applied(config.version());
-                state.update(Arc::new(config));
+                let Some(dir) = &args.identity.identity_dir else {
+                    anyhow::bail!(
+                        "--config needs --identity-dir DIR with this proxy's certificate for {} \
+                         (mutual TLS is always on; make the files with `mesh-control ca issue \
+                         --identity {} --out-dir DIR`)",
+                        config.identity(),
+                        config.identity()
+                    );
+                };
+                let identity = Identity::from_dir(config.identity().clone(), dir, metrics.clone())?;
                 let readiness =
                     Readiness::with_gauge(admin::WAITING_FOR_CONFIG, metrics.ready_gauge());
-                (readiness, Chosen::File(path.clone()))
+                (
+                    readiness,
+                    Chosen::File(path.clone()),
+                    identity,
+                    CertSource::Dir(dir.clone()),
+                    Some(config),
+                )
             }
             (None, Some(addr)) => {
                 let node = args.discovery.node()?;
@@ -278,11 +313,77 @@ impl App {
                     control_plane = %addr,
                     node = %node.id,
                     identity = %node.identity,
-                    "config from the control plane (plaintext until mTLS lands)"
+                    "config from the control plane"
                 );
-                let readiness =
-                    Readiness::with_gauge(discovery::waiting_reason(addr), metrics.ready_gauge());
-                (readiness, Chosen::ControlPlane(addr.clone(), node))
+                if let Some(dir) = &args.identity.identity_dir {
+                    let identity = Identity::from_dir(node.identity.clone(), dir, metrics.clone())?;
+                    let readiness = Readiness::with_gauge(
+                        discovery::waiting_reason(addr),
+                        metrics.ready_gauge(),
+                    );
+                    (
+                        readiness,
+                        Chosen::ControlPlane(addr.clone(), node),
+                        identity,
+                        CertSource::Dir(dir.clone()),
+                        None,
+                    )
+                } else {
+                    let bundle_path = args.identity.ca_bundle.as_ref().with_context(|| {
+                        format!(
+                            "--control-plane needs --ca-bundle FILE (MESH_CA_BUNDLE): the roots \
+                             to verify mesh-control at {addr} with (local mode: \
+                             <state-dir>/trust-bundle.pem; Kubernetes: the mesh-root-cert \
+                             ConfigMap), or --identity-dir with a certificate"
+                        )
+                    })?;
+                    anyhow::ensure!(
+                        args.identity.token_file.is_some(),
+                        "--control-plane needs --token-file FILE (MESH_TOKEN_FILE) to prove this \
+                         proxy is {} to the CA (local mode: the path `mesh-control token {}/{}` \
+                         prints; Kubernetes: a projected ServiceAccount token), or \
+                         --identity-dir with a certificate",
+                        node.identity,
+                        node.namespace,
+                        node.identity.service_account()
+                    );
+                    let bundle = identity::read_bundle(bundle_path)?;
+                    let identity = Identity::new(
+                        node.identity.clone(),
+                        bundle,
+                        format!("control-plane {addr}"),
+                        metrics.clone(),
+                    );
+                    let readiness = Readiness::with_gauge(
+                        identity::ca::waiting_reason(addr),
+                        metrics.ready_gauge(),
+                    );
+                    let control_plane_id = match &args.identity.control_plane_identity {
+                        Some(id) => id.clone(),
+                        None => mesh_api::spiffe::SpiffeId::new(
+                            node.identity.trust_domain(),
+                            "mesh-system",
+                            "mesh-control",
+                        )?,
+                    };
+                    let ca = CaClient::new(
+                        addr.clone(),
+                        identity.clone(),
+                        control_plane_id,
+                        args.identity.token_file.clone(),
+                        args.identity.cert_lifetime,
+                        node.id.clone(),
+                        readiness.clone(),
+                        discovery::waiting_reason(addr).into(),
+                    );
+                    (
+                        readiness,
+                        Chosen::ControlPlane(addr.clone(), node),
+                        identity,
+                        CertSource::Ca(Box::new(ca)),
+                        None,
+                    )
+                }
             }
             (Some(_), Some(_)) => anyhow::bail!(
                 "--config and --control-plane (MESH_CONTROL_ADDR) are exclusive: give one"
@@ -292,6 +393,12 @@ impl App {
                      (MESH_CONTROL_ADDR)"
             ),
         };
+
+        let state = Arc::new(State::new(args.mesh_port, identity.clone()));
+        if let Some(config) = config {
+            metrics.config_applied(config.version());
+            state.update(Arc::new(config));
+        }
 
         let (outbound_capture, inbound_capture) = if args.no_capture {
             (None, None)
@@ -346,6 +453,20 @@ impl App {
         let source = match chosen {
             Chosen::File(path) => Source::File(path),
             Chosen::ControlPlane(addr, node) => {
+                let tls = match &certs {
+                    CertSource::Ca(ca) => ca.tls(),
+                    CertSource::Dir(_) => {
+                        let id = match &args.identity.control_plane_identity {
+                            Some(id) => id.clone(),
+                            None => mesh_api::spiffe::SpiffeId::new(
+                                node.identity.trust_domain(),
+                                "mesh-system",
+                                "mesh-control",
+                            )?,
+                        };
+                        identity.client_for(mesh_api::tls::Expected::Exactly(id))
+                    }
+                };
                 Source::ControlPlane(Box::new(discovery::Client::new(
                     addr,
                     &node,
@@ -355,12 +476,14 @@ impl App {
                         max_resources: args.discovery.max_resources,
                         ..discovery::Settings::default()
                     },
+                    tls,
                 )))
             }
         };
         Ok(Self {
             args,
             source,
+            certs,
             proxy,
             listeners: Listeners {
                 outbound_capture,
@@ -396,6 +519,7 @@ impl App {
         let Self {
             args,
             source,
+            certs,
             proxy,
             listeners,
             bound,
@@ -442,6 +566,10 @@ impl App {
             log,
             stop_tx.clone(),
         );
+        let identity_view = proxy.state.identity().clone();
+        admin_state.set_identity(Arc::new(move || {
+            serde_json::to_value(&*identity_view.status()).unwrap_or_default()
+        }));
         tasks.spawn(admin::serve_admin(
             listeners.admin,
             admin_state.clone(),
@@ -452,6 +580,18 @@ impl App {
             admin_state.clone(),
             stopped(),
         ));
+        match certs {
+            CertSource::Dir(dir) => {
+                tasks.spawn(identity::watch_dir(
+                    proxy.state.identity().clone(),
+                    dir,
+                    stopped(),
+                ));
+            }
+            CertSource::Ca(ca) => {
+                tasks.spawn(ca.run(stopped()));
+            }
+        }
         match source {
             Source::File(path) => {
                 // Config reloads from the file.
@@ -462,8 +602,18 @@ impl App {
             Source::ControlPlane(client) => {
                 let status = client.status().clone();
                 admin_state.set_control_plane(Arc::new(move || status.to_json()));
-                tracing::info!(?bound, control_plane = %client.addr(), "listening; waiting for config");
-                tasks.spawn(client.run(stopped()));
+                tracing::info!(?bound, control_plane = %client.addr(), "listening; waiting for a certificate and config");
+                // The stream is authenticated by the workload certificate: start it once
+                // there is one.
+                let identity = proxy.state.identity().clone();
+                let (wait_stop, run_stop) = (stopped(), stopped());
+                tasks.spawn(async move {
+                    tokio::select! {
+                        () = identity.wait_for_certificate() => {}
+                        () = wait_stop => return,
+                    }
+                    client.run(run_stop).await;
+                });
             }
         }
         tasks.spawn(admin::serve_health(

@@ -33,17 +33,17 @@
 //! ([`crate::telemetry::metrics`]); the admin `/config_dump` shows the address and
 //! connection state ([`Status`]).
 //!
-//! The transport is plaintext HTTP/2 (h2c) over the proxy's own hyper client through
-//! `tonic::client::Grpc`, as the trace exporter does ([`crate::telemetry::trace`]): no tonic
-//! transport stack. Mutual TLS with the workload certificate (and the control plane taking
-//! the proxy's identity from it) comes with the identity work; until then the `identity` in
-//! the node is only a claim.
+//! The transport is HTTP/2 over mutual TLS 1.3 with the workload certificate
+//! ([`crate::identity`]; the stream starts only once the first certificate is in, and the
+//! control plane takes the proxy's identity from it), over the proxy's own hyper client
+//! through `tonic::client::Grpc`, as the trace exporter does ([`crate::telemetry::trace`]):
+//! no tonic transport stack.
 //!
 //! Nothing here runs on the request path: the client task wakes only for stream events and
 //! backoff timers.
 
-mod backoff;
-mod connection;
+pub(crate) mod backoff;
+pub(crate) mod connection;
 mod resources;
 
 use std::{
@@ -82,8 +82,8 @@ pub const PROXY_VERSION: &str = env!("CARGO_PKG_VERSION");
 #[group(id = "discovery")]
 pub struct Args {
     /// The control plane's discovery address, `HOST[:PORT]` (port 15012 by default), e.g.
-    /// `mesh-control.mesh-system.svc:15012`. Plaintext HTTP/2 for now (mTLS comes with the
-    /// identity work). Exclusive with --config.
+    /// `mesh-control.mesh-system.svc:15012`, reached with mutual TLS (see --ca-bundle,
+    /// --token-file). Exclusive with --config.
     #[arg(
         long,
         env = "MESH_CONTROL_ADDR",
@@ -218,9 +218,9 @@ impl ControlPlaneAddr {
         self.port
     }
 
-    /// `http://HOST:PORT`, the gRPC origin.
-    fn origin(&self) -> http::Uri {
-        format!("http://{self}")
+    /// `https://HOST:PORT`, the gRPC origin.
+    pub(crate) fn origin(&self) -> http::Uri {
+        format!("https://{self}")
             .parse()
             .expect("a parsed address is a valid authority")
     }
@@ -465,6 +465,8 @@ pub struct Client {
     resources: Resources,
     /// Whether the proxy was marked ready (all kinds applied once).
     ready: bool,
+    /// mTLS to the control plane with the workload certificate.
+    tls: Arc<rustls::ClientConfig>,
 }
 
 /// The readiness reason until the first config: `waiting for config from <addr>`.
@@ -481,6 +483,7 @@ impl Client {
         proxy: Arc<Proxy>,
         readiness: Readiness,
         settings: Settings,
+        tls: Arc<rustls::ClientConfig>,
     ) -> Self {
         proxy.metrics.set_control_plane_connected(false);
         Self {
@@ -494,6 +497,7 @@ impl Client {
             readiness,
             settings,
             ready: false,
+            tls,
         }
     }
 
@@ -545,7 +549,7 @@ impl Client {
     /// One stream: connect, subscribe, then apply responses until something fails. Sets
     /// `established` once the control plane accepted the stream.
     async fn session(&mut self, established: &mut Option<Instant>) -> Error {
-        let conn = match Connection::connect(&self.addr, &self.settings).await {
+        let conn = match Connection::connect(&self.addr, &self.settings, &self.tls).await {
             Ok(c) => c,
             Err(e) => return e,
         };

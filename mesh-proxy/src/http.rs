@@ -174,6 +174,37 @@ pub(crate) fn value_of(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
+/// Rewrites the request target to its canonical form ([`crate::canon::path`]): the path
+/// routing matches, authorization checks and the application receives are one and the
+/// same. A target that has no canonical form (an encoded `/` or `\`, a control character…)
+/// is a 400. Asterisk- and authority-form targets (`OPTIONS *`, `CONNECT`) are left alone.
+pub fn canonicalize<B>(req: &mut http::Request<B>) -> Result<(), error::ProxyError> {
+    let Some(pq) = req.uri().path_and_query() else {
+        return Ok(());
+    };
+    if pq.as_str() == "*" {
+        return Ok(());
+    }
+    let canonical = crate::canon::path(pq.as_str())
+        .map_err(|e| error::ProxyError::BadRequest(e.to_string()))?;
+    let std::borrow::Cow::Owned(path) = canonical.path else {
+        return Ok(());
+    };
+    let target = match canonical.query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(
+        target
+            .parse()
+            .map_err(|_| error::ProxyError::BadRequest("invalid request path".into()))?,
+    );
+    *req.uri_mut() = http::Uri::from_parts(parts)
+        .map_err(|_| error::ProxyError::BadRequest("invalid request target".into()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

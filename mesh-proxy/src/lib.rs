@@ -10,16 +10,22 @@
 //! app ─► outbound (15001 capture | explicit listener) ─► detect ─► route ─► balance ─► transport
 //!          └─ opaque TCP ─────────────────────────────────────────────────► CONNECT tunnel │
 //!                                                                                          ▼
-//! app ◄─ inbound (15008 mesh, HTTP/2; 15006 plaintext capture) ◄──── peer proxy's HTTP/2 conn
+//! app ◄─ inbound (15008 mesh, mTLS + HTTP/2; 15006 plaintext capture) ◄─ peer's mTLS conn
+//!          └─ canonical path ─► authorization (DENY, then ALLOW) ─► app
 //! ```
 //!
 //! - [`outbound`]: capture/explicit listeners, per-request routing ([`outbound::route`]),
 //!   splits, retries, timeouts, faults, mirrors ([`outbound::forward`]), TCP ([`outbound::tcp`]).
-//! - [`inbound`]: the mesh port and the plaintext capture port, to the local application.
+//! - [`inbound`]: the mesh port and the plaintext capture port, to the local application,
+//!   through [`authz`] (AuthorizationPolicy, fail-closed) on paths and hosts made canonical
+//!   by [`canon`] — the same canonical path routing matches.
+//! - [`identity`]: the workload certificate (from the control plane's CA, or files), the
+//!   trust bundle, and the mutual-TLS configs of the mesh port and of peer connections.
 //! - [`discovery`]: the config stream from the control plane (or a static file, see
 //!   [`app`]).
 //! - [`state`]: the config snapshot and per-cluster balancers; [`balance`]: P2C/EWMA and
-//!   friends with outlier detection; [`transport`]: pooled HTTP/2 to peers, plain clients.
+//!   friends with outlier detection; [`transport`]: pooled mTLS HTTP/2 to peers, plain
+//!   clients.
 //! - [`detect`]: protocol sniffing; [`http`]: body type, headers, error classification.
 //! - [`meter`] and [`telemetry`]: golden metrics and access logs; [`admin`]: admin,
 //!   metrics and health servers.
@@ -28,10 +34,13 @@ use clap::{Parser, Subcommand};
 
 pub mod admin;
 pub mod app;
+pub mod authz;
 pub mod balance;
+pub mod canon;
 pub mod detect;
 pub mod discovery;
 pub mod http;
+pub mod identity;
 pub mod inbound;
 pub mod init;
 pub mod meter;

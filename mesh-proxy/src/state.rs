@@ -15,9 +15,12 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use mesh_api::model::{AppProtocol, Cluster, ClusterKey, ProxyConfig, Service, Workload};
+use mesh_api::model::{AppProtocol, Cluster, ClusterKey, ProxyConfig, Service, TlsMode, Workload};
+use mesh_api::spiffe::SpiffeId;
+use mesh_api::tls::Expected;
 
 use crate::balance::{Balancer, EndpointState, Member};
+use crate::identity::Identity;
 use crate::transport::MeshConn;
 
 /// The port peer proxies accept mesh traffic on.
@@ -159,6 +162,8 @@ pub struct Snapshot {
     pub local: PeerMeta,
     /// The precomputed `x-mesh-peer` header for outgoing requests.
     pub local_header: http::HeaderValue,
+    /// The workload's authorization policies, compiled.
+    pub authz: crate::authz::Authorizer,
     /// When this snapshot was built.
     pub built_at: Instant,
 }
@@ -176,19 +181,27 @@ impl Snapshot {
 pub struct State {
     current: ArcSwapOption<Snapshot>,
     endpoints: Mutex<HashMap<SocketAddr, Weak<EndpointState>>>,
-    conns: Mutex<HashMap<SocketAddr, Weak<MeshConn>>>,
+    conns: Mutex<HashMap<(SocketAddr, SpiffeId), Weak<MeshConn>>>,
     mesh_port: u16,
+    identity: Arc<Identity>,
 }
 
 impl State {
-    /// Empty state: no config yet. Peer proxies are dialed on `mesh_port` (15008).
-    pub fn new(mesh_port: u16) -> Self {
+    /// Empty state: no config yet. Peer proxies are dialed on `mesh_port` (15008) with
+    /// mutual TLS as `identity`.
+    pub fn new(mesh_port: u16, identity: Arc<Identity>) -> Self {
         Self {
             current: ArcSwapOption::empty(),
             endpoints: Mutex::default(),
             conns: Mutex::default(),
             mesh_port,
+            identity,
         }
+    }
+
+    /// The proxy's identity.
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
     }
 
     /// The current snapshot, if a config has arrived. Lock-free.
@@ -231,11 +244,13 @@ impl State {
                 ..PeerMeta::default()
             });
         let local_header = crate::http::value_of(&local.header_value());
+        let authz = crate::authz::Authorizer::new(config.authorization_policies());
         Snapshot {
             config,
             clusters,
             local,
             local_header,
+            authz,
             built_at: Instant::now(),
         }
     }
@@ -254,9 +269,15 @@ impl State {
                     .unwrap_or(port.target_port);
                 let ip = ep.workload.address;
                 let target = SocketAddr::new(ip, target_port);
-                let (dial, mesh) = if ep.workload.in_mesh {
+                let mtls = match cluster.tls {
+                    TlsMode::Auto => ep.workload.in_mesh,
+                    TlsMode::IstioMutual => true,
+                    TlsMode::Disable => false,
+                };
+                let (dial, mesh) = if mtls {
                     let dial = SocketAddr::new(ip, self.mesh_port);
-                    (dial, Some(self.conn(dial, connect_timeout)))
+                    let conn = self.conn(dial, &ep.workload.identity, connect_timeout);
+                    (dial, Some(conn))
                 } else {
                     (target, None)
                 };
@@ -298,13 +319,17 @@ impl State {
         state
     }
 
-    fn conn(&self, addr: SocketAddr, connect_timeout: Duration) -> Arc<MeshConn> {
+    /// The shared connection to the peer proxy at `addr` whose identity must be `peer`.
+    /// Keyed by both, so an address reused by another workload gets a new connection.
+    fn conn(&self, addr: SocketAddr, peer: &SpiffeId, connect_timeout: Duration) -> Arc<MeshConn> {
         let mut map = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(conn) = map.get(&addr).and_then(Weak::upgrade) {
+        let key = (addr, peer.clone());
+        if let Some(conn) = map.get(&key).and_then(Weak::upgrade) {
             return conn;
         }
-        let conn = Arc::new(MeshConn::new(addr, connect_timeout));
-        map.insert(addr, Arc::downgrade(&conn));
+        let tls = self.identity.client_for(Expected::Exactly(peer.clone()));
+        let conn = Arc::new(MeshConn::new(addr, peer, tls, connect_timeout));
+        map.insert(key, Arc::downgrade(&conn));
         conn
     }
 

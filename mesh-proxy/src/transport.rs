@@ -10,7 +10,10 @@
 //!   without a proxy and for the server side's hop to the local application.
 //! - [`connect_tcp`]: a TCP connect with a timeout and `TCP_NODELAY`.
 //!
-//! The identity issue adds mutual TLS on [`MeshConn`]; nothing above this module changes.
+//! Mesh connections are mutual TLS 1.3 ([`crate::identity`]): the peer must present the
+//! SPIFFE identity the control plane announced for the endpoint, and this proxy presents its
+//! own certificate. A handshake failure is a connect failure (retried on another endpoint,
+//! counted by outlier detection); nothing falls back to plaintext.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +49,14 @@ pub enum Error {
         /// The timeout.
         timeout: Duration,
     },
+    /// The TLS handshake failed (wrong identity, unknown CA, no certificate yet…).
+    #[error("mTLS handshake with {addr} failed: {}", tls_cause(.source))]
+    Tls {
+        /// The peer.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The HTTP/2 handshake failed.
     #[error("http/2 handshake with {addr} failed: {source}")]
     Handshake {
@@ -72,10 +83,21 @@ impl Error {
     /// another endpoint; counts as a connect failure for outlier detection).
     pub fn is_connect(&self) -> bool {
         match self {
-            Error::Connect { .. } | Error::ConnectTimeout { .. } | Error::Handshake { .. } => true,
+            Error::Connect { .. }
+            | Error::ConnectTimeout { .. }
+            | Error::Tls { .. }
+            | Error::Handshake { .. } => true,
             Error::Request { .. } => false,
             Error::Direct(e) => e.is_connect(),
         }
+    }
+}
+
+/// rustls' errors arrive wrapped in io errors; show the inner one.
+fn tls_cause(e: &std::io::Error) -> String {
+    match e.get_ref() {
+        Some(inner) => inner.to_string(),
+        None => e.to_string(),
     }
 }
 
@@ -92,22 +114,34 @@ pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStrea
 
 // === impl MeshConn ===
 
-/// The shared HTTP/2 connection to one peer proxy.
+/// The shared mTLS HTTP/2 connection to one peer proxy.
 #[derive(Debug)]
 pub struct MeshConn {
     addr: SocketAddr,
     connect_timeout: Duration,
+    /// Verifies the peer's identity and presents ours.
+    tls: Arc<rustls::ClientConfig>,
+    /// Sent as SNI (verification does not use it).
+    server_name: rustls::pki_types::ServerName<'static>,
     sender: ArcSwapOption<http2::SendRequest<Body>>,
     /// Serializes (re)connects so a burst of requests makes one connection, not many.
     connecting: tokio::sync::Mutex<()>,
 }
 
 impl MeshConn {
-    /// A connection handle for the peer at `addr` (`<ip>:15008`); nothing is dialed yet.
-    pub fn new(addr: SocketAddr, connect_timeout: Duration) -> Self {
+    /// A connection handle for the peer at `addr` (`<ip>:15008`) whose identity must be
+    /// `peer`; nothing is dialed yet.
+    pub fn new(
+        addr: SocketAddr,
+        peer: &mesh_api::spiffe::SpiffeId,
+        tls: Arc<rustls::ClientConfig>,
+        connect_timeout: Duration,
+    ) -> Self {
         Self {
             addr,
             connect_timeout,
+            tls,
+            server_name: mesh_api::tls::server_name(peer),
             sender: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
         }
@@ -137,13 +171,27 @@ impl MeshConn {
             return Ok(http2::SendRequest::clone(s));
         }
         let tcp = connect_tcp(self.addr, self.connect_timeout).await?;
+        let tls = tokio::time::timeout(
+            self.connect_timeout,
+            tokio_rustls::TlsConnector::from(self.tls.clone())
+                .connect(self.server_name.clone(), tcp),
+        )
+        .await
+        .map_err(|_| Error::ConnectTimeout {
+            addr: self.addr,
+            timeout: self.connect_timeout,
+        })?
+        .map_err(|source| Error::Tls {
+            addr: self.addr,
+            source,
+        })?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(1 << 20)
             .initial_connection_window_size(4 << 20)
             .keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10))
-            .handshake(TokioIo::new(tcp))
+            .handshake(TokioIo::new(tls))
             .await
             .map_err(|source| Error::Handshake {
                 addr: self.addr,

@@ -635,6 +635,98 @@ async fn a_control_plane_gone_silent_is_noticed_by_keepalive_and_reconnected() {
     proxy.stop().await;
 }
 
+/// A proxy started while the control plane (and so its CA) is unreachable: it is not
+/// ready, says what it waits for, and its mesh port completes no handshake, not even with a
+/// client holding a valid mesh certificate: it has no certificate to serve with, and it
+/// never falls back to plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_ca_a_new_proxy_is_not_ready_and_serves_nothing() {
+    let net = 66;
+    let gone = {
+        let l = tokio::net::TcpListener::bind(SocketAddr::new(ip(net, 9), 0))
+            .await
+            .unwrap();
+        l.local_addr().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle.pem");
+    std::fs::write(&bundle, pki::ca().root_pem()).unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a-token\n").unwrap();
+    let unused = ProxyConfigSpec::new(identity("productpage"));
+    let proxy = proxy_with(ip(net, 1), &unused, &[(HOST, 9080)], |args| {
+        args.config = None;
+        args.identity = mesh_proxy::identity::Args {
+            ca_bundle: Some(bundle.clone()),
+            token_file: Some(token.clone()),
+            ..Default::default()
+        };
+        args.discovery = discovery::Args {
+            control_plane: Some(gone.to_string().parse().unwrap()),
+            pod_name: Some("productpage".into()),
+            pod_ip: Some(ip(net, 1)),
+            service_account: "productpage".into(),
+            ..Default::default()
+        };
+    })
+    .await;
+    // Give it time to try (and fail) a few times.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body) = fetch(proxy.bound.health, "/healthz/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains(&format!("waiting for a certificate from {gone}")),
+        "{body}"
+    );
+    let failed = metric(
+        &proxy,
+        "mesh_proxy_certificate_renewals_total",
+        &["result=\"failure\""],
+    )
+    .await;
+    assert!(failed.is_some_and(|n| n >= 1.0), "{failed:?}");
+    // A peer with a valid certificate of the same CA gets no handshake.
+    let peer_dir = dir.path().join("peer");
+    pki::ca().issue_into(&identity("ratings"), &peer_dir);
+    let files = mesh_api::tls::FileIdentity::read(&peer_dir).unwrap();
+    let certs = mesh_api::tls::CertStore::new();
+    certs.store(mesh_api::tls::certified_key(files.chain, files.key).unwrap());
+    let client = mesh_api::tls::client_config(
+        Some(Arc::new(certs)),
+        Arc::new(mesh_api::tls::ServerVerifier::new(
+            Arc::new(mesh_api::tls::TrustStore::new(files.bundle)),
+            mesh_api::tls::Expected::Exactly(identity("productpage")),
+        )),
+        &[mesh_api::tls::ALPN_H2],
+    );
+    let tcp = tokio::net::TcpStream::connect(proxy.bound.inbound)
+        .await
+        .unwrap();
+    let handshake = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(
+            rustls::pki_types::ServerName::try_from("productpage").unwrap(),
+            tcp,
+        )
+        .await;
+    assert!(
+        handshake.is_err(),
+        "the mesh port completed a handshake without a certificate"
+    );
+    // And plaintext gets no HTTP answer either.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(proxy.bound.inbound)
+        .await
+        .unwrap();
+    let _ = tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out)).await;
+    assert!(
+        !String::from_utf8_lossy(&out).contains("HTTP/"),
+        "plaintext got an HTTP answer: {out:?}"
+    );
+    proxy.stop().await;
+}
+
 /// `mesh-proxy run` arguments parsed as the CLI would.
 #[derive(Parser, Debug)]
 struct Cli {

@@ -38,11 +38,15 @@ async fn start(
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("proxy.json");
     std::fs::write(&path, serde_json::to_vec(&s).unwrap()).unwrap();
+    let identity_dir = dir.path().join("identity");
+    support::pki::ca().issue_into(&s.identity, &identity_dir);
     let host = ip(net, 1).to_string();
     let mut argv: Vec<String> = vec![
         "test".into(),
         "--config".into(),
         path.display().to_string(),
+        "--identity-dir".into(),
+        identity_dir.display().to_string(),
         "--no-capture".into(),
         "--inbound".into(),
         format!("{host}:0"),

@@ -48,6 +48,8 @@ mod harness;
 mod http;
 #[path = "support/otlp.rs"]
 mod otlp;
+#[path = "support/pki.rs"]
+mod pki;
 #[path = "testbed/prometheus.rs"]
 mod prometheus;
 #[path = "testbed/resilience.rs"]

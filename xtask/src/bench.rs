@@ -710,8 +710,10 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Builds the proxy, and mesh-control, whose CA issues the sidecars' certificates.
 fn build_proxy(root: &Path) -> anyhow::Result<()> {
-    build_package(root, "mesh-proxy")
+    build_package(root, "mesh-proxy")?;
+    build_package(root, "mesh-control")
 }
 
 /// `cargo build --release -p <package>`.

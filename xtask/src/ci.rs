@@ -37,6 +37,7 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     ("nsenter", "util-linux"),
     ("setpriv", "util-linux"),
     ("curl", "curl"),
+    ("openssl", "openssl"),
     ("/usr/bin/python3", "python3"),
     (
         "/usr/lib/python3/dist-packages/grpc/__init__.py",

@@ -171,6 +171,8 @@ struct ConfigDump<'a> {
     age_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     control_plane: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity: Option<serde_json::Value>,
     config: Option<&'a ProxyConfigSpec>,
 }
 
@@ -182,6 +184,7 @@ fn config_dump(state: &StateInner) -> Response<Body> {
         received_at: age.map(|age| Rfc3339(SystemTime::now() - age)),
         age_seconds: age.map(|age| age.as_secs_f64()),
         control_plane: state.control_plane.get().map(|view| view()),
+        identity: state.identity.get().map(|view| view()),
         config: current.as_ref().map(|(c, _)| c.spec()),
     };
     json_response(StatusCode::OK, &dump)

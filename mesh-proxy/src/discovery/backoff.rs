@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// Backoff state of one reconnect loop.
 #[derive(Debug, Clone)]
-pub(super) struct Backoff {
+pub(crate) struct Backoff {
     base: Duration,
     cap: Duration,
     failures: u32,
@@ -14,7 +14,7 @@ pub(super) struct Backoff {
 
 impl Backoff {
     /// Delays below `base`, then `2 * base`, … never above `cap`.
-    pub(super) fn new(base: Duration, cap: Duration) -> Self {
+    pub(crate) fn new(base: Duration, cap: Duration) -> Self {
         Self {
             base,
             cap,
@@ -23,19 +23,19 @@ impl Backoff {
     }
 
     /// The next delay; each call doubles the ceiling of the following one.
-    pub(super) fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling();
         self.failures = self.failures.saturating_add(1);
         ceiling.mul_f64(fastrand::f64())
     }
 
     /// Starts over from `base` (after a stream that lived long enough).
-    pub(super) fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
 
     /// The bound of the next delay.
-    pub(super) fn ceiling(&self) -> Duration {
+    pub(crate) fn ceiling(&self) -> Duration {
         self.base
             .saturating_mul(1 << self.failures.min(20))
             .min(self.cap)

@@ -1,7 +1,9 @@
-//! One plaintext HTTP/2 connection to the control plane, as the service `tonic`'s generated
-//! client sends its stream over.
+//! One HTTP/2-over-TLS connection to the control plane, as the service `tonic`'s generated
+//! clients (discovery, identity) send their calls over.
 //!
-//! A fresh connection per stream: resolve, connect (one address after another), HTTP/2
+//! A fresh connection per stream: resolve, connect (one address after another), TLS 1.3
+//! handshake (the control plane's certificate checked against the trust bundle and its
+//! SPIFFE identity; the proxy's certificate, once it has one, as client certificate), HTTP/2
 //! handshake with keep-alive PINGs (also while idle, so a control plane that vanished
 //! without closing the connection is noticed within interval + timeout), all within the
 //! connect timeout. The connection's driver task is aborted when the [`Connection`] drops.
@@ -16,13 +18,15 @@ use std::{
 use http::{Request, Response};
 use hyper::{body::Incoming, client::conn::http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::sync::Arc;
+
 use tokio::{net::TcpStream, task::JoinHandle};
 
 use super::{ControlPlaneAddr, Error, Settings};
 
 /// An HTTP/2 connection; a `tower` service of gRPC requests.
 #[derive(Debug)]
-pub(super) struct Connection {
+pub(crate) struct Connection {
     sender: http2::SendRequest<tonic::body::Body>,
     driver: JoinHandle<()>,
 }
@@ -34,13 +38,14 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` within `settings.connect_timeout`.
-    pub(super) async fn connect(
+    /// Connects to `addr` with `tls` within `settings.connect_timeout`.
+    pub(crate) async fn connect(
         addr: &ControlPlaneAddr,
         settings: &Settings,
+        tls: &Arc<rustls::ClientConfig>,
     ) -> Result<Self, Error> {
         let timeout = settings.connect_timeout;
-        tokio::time::timeout(timeout, Self::dial(addr, settings))
+        tokio::time::timeout(timeout, Self::dial(addr, settings, tls))
             .await
             .unwrap_or_else(|_| {
                 Err(Error::Connect(format!(
@@ -50,7 +55,11 @@ impl Connection {
             })
     }
 
-    async fn dial(addr: &ControlPlaneAddr, settings: &Settings) -> Result<Self, Error> {
+    async fn dial(
+        addr: &ControlPlaneAddr,
+        settings: &Settings,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> Result<Self, Error> {
         let addrs = tokio::net::lookup_host((addr.host(), addr.port()))
             .await
             .map_err(|e| Error::Connect(format!("cannot resolve {:?}: {e}", addr.host())))?;
@@ -76,12 +85,19 @@ impl Connection {
             }
         };
         let _ = tcp.set_nodelay(true);
+        // The verifier checks the SPIFFE identity, not this name; it is only sent as SNI.
+        let name = rustls::pki_types::ServerName::try_from(addr.host().to_owned())
+            .unwrap_or_else(|_| rustls::pki_types::ServerName::from(std::net::Ipv4Addr::LOCALHOST));
+        let tls = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| Error::Connect(format!("TLS handshake failed: {}", tls_cause(&e))))?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(settings.keepalive_interval)
             .keep_alive_timeout(settings.keepalive_timeout)
             .keep_alive_while_idle(true)
-            .handshake(TokioIo::new(tcp))
+            .handshake(TokioIo::new(tls))
             .await
             .map_err(|e| Error::Connect(format!("http/2 handshake failed: {e}")))?;
         let driver = tokio::spawn(async move {
@@ -90,6 +106,14 @@ impl Connection {
             }
         });
         Ok(Self { sender, driver })
+    }
+}
+
+/// A TLS failure in a few words: rustls' certificate errors are wrapped in io errors.
+fn tls_cause(e: &io::Error) -> String {
+    match e.get_ref() {
+        Some(inner) => inner.to_string(),
+        None => io_cause(e),
     }
 }
 

@@ -436,7 +436,7 @@ fn control_plane_addresses_parse() {
     let v6 = ok("[::1]:9000");
     assert_eq!((v6.host(), v6.port()), ("::1", 9000));
     assert_eq!(v6.to_string(), "[::1]:9000");
-    assert_eq!(v6.origin().to_string(), "http://[::1]:9000/");
+    assert_eq!(v6.origin().to_string(), "https://[::1]:9000/");
     assert_eq!(ok("10.0.0.1:1").to_string(), "10.0.0.1:1");
     for bad in [
         "",
@@ -536,10 +536,76 @@ async fn a_refused_connection_says_so() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr: ControlPlaneAddr = listener.local_addr().unwrap().to_string().parse().unwrap();
     drop(listener);
-    let err = Connection::connect(&addr, &Settings::default())
+    let tls = Arc::new(mesh_api::tls::client_config(
+        None,
+        Arc::new(mesh_api::tls::ServerVerifier::new(
+            Arc::new(mesh_api::tls::TrustStore::new(
+                mesh_api::tls::TrustBundle::empty(),
+            )),
+            mesh_api::tls::Expected::TrustDomain("cluster.local".into()),
+        )),
+        &[],
+    ));
+    let err = Connection::connect(&addr, &Settings::default(), &tls)
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "connection refused");
+}
+
+#[tokio::test]
+async fn a_control_plane_the_bundle_does_not_trust_is_refused() {
+    // A TLS server with a certificate of a CA the proxy does not trust.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        "spiffe://cluster.local/ns/mesh-system/sa/mesh-control"
+            .try_into()
+            .unwrap(),
+    )];
+    let cert = params.self_signed(&key).unwrap();
+    let certs = mesh_api::tls::CertStore::new();
+    certs.store(
+        mesh_api::tls::certified_key(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+        )
+        .unwrap(),
+    );
+    let store = Arc::new(mesh_api::tls::TrustStore::new(
+        mesh_api::tls::TrustBundle::empty(),
+    ));
+    let server = mesh_api::tls::server_config(
+        Arc::new(certs),
+        Arc::new(mesh_api::tls::ClientVerifier::new(
+            store.clone(),
+            "cluster.local",
+            false,
+        )),
+        &[mesh_api::tls::ALPN_H2],
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: ControlPlaneAddr = listener.local_addr().unwrap().to_string().parse().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let _ = tokio_rustls::TlsAcceptor::from(Arc::new(server))
+            .accept(tcp)
+            .await;
+    });
+    let tls = Arc::new(mesh_api::tls::client_config(
+        None,
+        Arc::new(mesh_api::tls::ServerVerifier::new(
+            store,
+            mesh_api::tls::Expected::TrustDomain("cluster.local".into()),
+        )),
+        &[mesh_api::tls::ALPN_H2],
+    ));
+    let err = Connection::connect(&addr, &Settings::default(), &tls)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "TLS handshake failed: invalid peer certificate: UnknownIssuer"
+    );
 }
 
 #[test]

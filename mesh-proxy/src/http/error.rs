@@ -72,6 +72,9 @@ pub enum ProxyError {
     /// The request itself is malformed (missing the mesh target port, bad authority…).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// An authorization policy denied the request.
+    #[error("RBAC: access denied ({0})")]
+    Denied(String),
 }
 
 impl ProxyError {
@@ -86,7 +89,7 @@ impl ProxyError {
             Self::Timeout { .. } => ResponseFlag::UpstreamRequestTimeout,
             Self::Overflow(_) => ResponseFlag::UpstreamOverflow,
             Self::FaultAbort { .. } => ResponseFlag::FaultInjected,
-            Self::BadRequest(_) => ResponseFlag::None,
+            Self::BadRequest(_) | Self::Denied(_) => ResponseFlag::None,
         }
     }
 
@@ -97,6 +100,7 @@ impl ProxyError {
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::FaultAbort { status, .. } => *status,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Denied(_) => StatusCode::FORBIDDEN,
             Self::UnknownDestination(_)
             | Self::NoCluster(_)
             | Self::NoHealthyUpstream(_)
@@ -113,6 +117,7 @@ impl ProxyError {
             Self::Timeout { .. } => 4,  // DEADLINE_EXCEEDED
             Self::FaultAbort { grpc, status } => grpc.unwrap_or_else(|| http_to_grpc(*status)),
             Self::BadRequest(_) => 13, // INTERNAL
+            Self::Denied(_) => 7,      // PERMISSION_DENIED
             Self::Overflow(_) => 8,    // RESOURCE_EXHAUSTED
             _ => 14,                   // UNAVAILABLE
         }

@@ -87,9 +87,11 @@ async fn route_and_forward(
     proxy: &Arc<Proxy>,
     snap: &Arc<Snapshot>,
     conn: &ConnCtx,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     meter: &mut Meter,
 ) -> Result<Reply, ProxyError> {
+    // Routes match the canonical path, the one the destination authorizes.
+    mhttp::canonicalize(&mut req)?;
     let service = conn
         .dest
         .service

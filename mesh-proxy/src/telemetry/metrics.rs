@@ -539,6 +539,9 @@ struct Inner {
     control_plane: AtomicBool,
     control_plane_connected: Gauge,
     access_log_dropped: Counter,
+    inbound_tls_failures: Counter,
+    cert_expiry: Gauge,
+    cert_renewals: [Counter; 2],
 }
 
 impl Metrics {
@@ -562,6 +565,9 @@ impl Metrics {
             control_plane: AtomicBool::new(false),
             control_plane_connected: Gauge::default(),
             access_log_dropped: Counter::default(),
+            inbound_tls_failures: Counter::default(),
+            cert_expiry: Gauge::default(),
+            cert_renewals: Default::default(),
         });
         registry.register_collector(Box::new(MetricsCollector(inner.clone())));
         Self { inner }
@@ -665,6 +671,21 @@ impl Metrics {
     pub fn set_control_plane_connected(&self, connected: bool) {
         self.inner.control_plane_connected.set(i64::from(connected));
         self.inner.control_plane.store(true, Relaxed);
+    }
+
+    /// Counts a mesh connection refused at the TLS handshake (no or a foreign certificate,
+    /// a timeout).
+    pub fn inbound_tls_failed(&self) {
+        self.inner.inbound_tls_failures.inc();
+    }
+
+    /// Records a certificate renewal: its result and, on success, the new expiry (Unix
+    /// seconds).
+    pub fn certificate_renewed(&self, ok: bool, not_after: i64) {
+        self.inner.cert_renewals[usize::from(!ok)].inc();
+        if ok {
+            self.inner.cert_expiry.set(not_after);
+        }
     }
 
     /// The `mesh_access_log_dropped_total` counter, for [`super::access_log::AccessLog`].
@@ -847,6 +868,30 @@ impl Collector for MetricsCollector {
                 None,
                 MetricType::Gauge,
             )?)?;
+        }
+        inner.inbound_tls_failures.encode(enc.encode_descriptor(
+            "mesh_proxy_inbound_tls_handshake_failures",
+            "Mesh connections refused at the mTLS handshake (no certificate, a foreign CA, a wrong trust domain, a timeout).",
+            None,
+            MetricType::Counter,
+        )?)?;
+        inner.cert_expiry.encode(enc.encode_descriptor(
+            "mesh_proxy_certificate_expiry_timestamp_seconds",
+            "When the workload certificate expires, in seconds since the Unix epoch (0 without one).",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        {
+            let mut m = enc.encode_descriptor(
+                "mesh_proxy_certificate_renewals",
+                "Workload certificate requests: issued (result=success) or failed (result=failure).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (i, result) in ["success", "failure"].into_iter().enumerate() {
+                let labels: OneLabel = [("result", result.into())];
+                inner.cert_renewals[i].encode(m.encode_family(&labels)?)?;
+            }
         }
         inner.access_log_dropped.encode(enc.encode_descriptor(
             "mesh_access_log_dropped",

@@ -1,5 +1,6 @@
 //! A scripted test control plane: the generated `mesh.discovery.v1.Discovery` server, served
-//! over hyper's HTTP/2 server (no tonic transport), that
+//! over hyper's HTTP/2 server (no tonic transport) behind mutual TLS with the test CA's
+//! certificate for mesh-control ([`super::pki`]), that
 //!
 //! - holds resources per kind ([`TestControlPlane::set`]) and answers each subscription with
 //!   what differs from the subscription's `initial_resource_versions` (nothing if nothing
@@ -231,13 +232,23 @@ impl TestControlPlane {
             tasks: self.tasks.clone(),
         });
         let tasks = self.tasks.clone();
+        let control_plane =
+            mesh_api::spiffe::SpiffeId::new("cluster.local", "mesh-system", "mesh-control")
+                .unwrap();
+        let acceptor =
+            tokio_rustls::TlsAcceptor::from(super::pki::ca().server_config(&control_plane));
         let accept = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let svc = TowerToHyperService::new(server.clone());
-                let conn = tokio::spawn(
-                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc),
-                );
+                let acceptor = acceptor.clone();
+                let conn = tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
                 tasks.lock().unwrap().push(conn.abort_handle());
             }
         });

@@ -5,6 +5,7 @@
 
 pub mod control_plane;
 pub mod otlp;
+pub mod pki;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -156,10 +157,16 @@ pub async fn proxy_with(
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("proxy.json");
     std::fs::write(&path, serde_json::to_vec_pretty(spec).unwrap()).unwrap();
+    let identity_dir = dir.path().join("identity");
+    pki::ca().issue_into(&spec.identity, &identity_dir);
     let any = |port: u16| SocketAddr::new(addr, port);
     let mut args = Args {
         config: Some(path),
         discovery: Default::default(),
+        identity: mesh_proxy::identity::Args {
+            identity_dir: Some(identity_dir),
+            ..Default::default()
+        },
         outbound_capture: any(0),
         inbound_capture: any(0),
         no_capture: true,

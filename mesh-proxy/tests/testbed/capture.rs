@@ -191,7 +191,8 @@ fn strict_mtls_refuses_plaintext_from_outside_the_mesh() {
     };
     mesh.sidecar_spec(&strict);
 
-    // Mesh traffic (the client's sidecar to the backend's mesh port) is served.
+    // Mesh traffic (the client's sidecar to the backend's mesh port) is served, over mutual
+    // TLS, and the server side knows the client by its certificate.
     let t = &mesh.curl(
         "client",
         &[format!("http://{VIP}:{PORT}/mesh")],
@@ -199,12 +200,55 @@ fn strict_mtls_refuses_plaintext_from_outside_the_mesh() {
     )[0];
     assert_eq!(t.status, 200, "{t:?}");
     assert_eq!(t.backend, "web", "{t:?}");
+    let metrics = mesh.metrics("backend");
+    let mtls = [
+        ("reporter", "destination"),
+        ("connection_security_policy", "mutual_tls"),
+        (
+            "source_principal",
+            "spiffe://cluster.local/ns/default/sa/frontend",
+        ),
+        ("source_workload_namespace", "default"),
+        ("response_code", "200"),
+    ];
+    assert_eq!(
+        metric_sum(&metrics, "mesh_requests_total", &mtls),
+        1.0,
+        "the meshed request is counted as mutual TLS from frontend:\n{metrics}"
+    );
     // Plaintext from a pod without a sidecar is captured and refused before the app.
     let backend_ip = mesh.pod("backend").ip();
     let plain = format!("http://{backend_ip}:{TARGET_PORT}/plaintext");
-    let t = &mesh.curl("outside", &[plain], &["--http1.1"])[0];
+    let t = &mesh.curl("outside", std::slice::from_ref(&plain), &["--http1.1"])[0];
     assert_eq!(t.status, 0, "plaintext reached the app under STRICT: {t:?}");
+    // The mesh port itself takes no plaintext, and no TLS client without a mesh
+    // certificate.
+    let mesh_port = format!("{backend_ip}:15008");
+    let t = &mesh.curl(
+        "outside",
+        &[format!("http://{mesh_port}/h2c")],
+        &["--http2-prior-knowledge", "-H", "x-mesh-target-port: 8080"],
+    )[0];
+    assert_eq!(
+        t.status, 0,
+        "plaintext HTTP/2 was served on the mesh port: {t:?}"
+    );
+    let t = &mesh.curl(
+        "outside",
+        &[format!("https://{mesh_port}/tls")],
+        &["--insecure", "--http2", "-H", "x-mesh-target-port: 8080"],
+    )[0];
+    assert_eq!(
+        t.status, 0,
+        "TLS without a client certificate was served: {t:?}"
+    );
     assert_eq!(backend.requests(), 1);
+    let refused = metric_sum(
+        &mesh.metrics("backend"),
+        "mesh_proxy_inbound_tls_handshake_failures_total",
+        &[],
+    );
+    assert!(refused >= 2.0, "handshake failures counted: {refused}");
     // The probe and metrics ports stay reachable from other pods (like a kubelet's probes
     // and a Prometheus elsewhere in the cluster).
     let outside = mesh.pod("outside");
@@ -220,6 +264,32 @@ fn strict_mtls_refuses_plaintext_from_outside_the_mesh() {
             .expect("GET the metrics from another pod");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("mesh_requests_total"), "{body}");
+
+    // PERMISSIVE: the same plaintext request now reaches the app, counted as plaintext.
+    let mut permissive = strict.clone();
+    permissive.inbound.mode = MtlsMode::Permissive;
+    mesh.replace_config(
+        "backend",
+        &serde_json::to_vec_pretty(&permissive).expect("serialize the proxy config"),
+    );
+    harness::wait_until("PERMISSIVE takes effect", Duration::from_secs(10), || {
+        let t = &mesh.curl("outside", std::slice::from_ref(&plain), &["--http1.1"])[0];
+        if t.status == 200 {
+            Ok(())
+        } else {
+            Err(format!("{t:?}"))
+        }
+    });
+    assert_eq!(backend.requests(), 2);
+    let plaintext = [
+        ("reporter", "destination"),
+        ("connection_security_policy", "none"),
+        ("response_code", "200"),
+    ];
+    assert_eq!(
+        metric_sum(&mesh.metrics("backend"), "mesh_requests_total", &plaintext),
+        1.0
+    );
 }
 
 /// Three banner exchanges from the client pod (as the app uid) with `ip:port`.

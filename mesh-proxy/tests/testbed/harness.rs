@@ -271,7 +271,15 @@ impl Mesh {
             &serde_json::to_vec_pretty(spec).expect("serialize the proxy config"),
         );
 
-        let mut args: Vec<std::ffi::OsString> = vec!["--config".into(), config.into()];
+        // Its certificate, from the test CA every sidecar of the test process trusts.
+        let identity = self.subdir(&format!("{}-identity", pod.name()), 0o755);
+        crate::pki::ca().issue_into(&spec.identity, &identity);
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--config".into(),
+            config.into(),
+            "--identity-dir".into(),
+            identity.into(),
+        ];
         args.extend(extra.iter().map(Into::into));
         self.start_sidecar(&pod, &args);
     }

@@ -14,7 +14,14 @@
 //! The simulated proxies decode only names and versions (slim prost messages with the
 //! same field numbers), so the generator's cost stays small next to the control plane's.
 //! Everything runs on loopback; every wait is bounded.
+//!
+//! The discovery port speaks TLS and requires a client certificate whose identity is the
+//! node's, so each namespace's simulated proxies share one certificate for
+//! `spiffe://cluster.local/ns/<ns>/sa/sim`, made with `mesh-control ca issue` in the
+//! benchmark's state directory before the control plane starts (the CA path itself is not
+//! what this benchmark measures). Every proxy makes its own TLS handshake.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -23,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
+use mesh_api::tls::rustls::ClientConfig;
 
 use super::procfs;
 use super::procs::Launcher;
@@ -74,6 +82,13 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     );
     generate(&config, args)?;
 
+    let state = work.join("state");
+    eprintln!(
+        "== issuing one certificate per namespace ({})",
+        args.namespaces
+    );
+    let tls = issue_certificates(&bin, &work, &state, args.namespaces)?;
+
     let discovery = free_port()?;
     let debug = free_port()?;
     let launcher = Launcher::new(&work, None)?;
@@ -83,6 +98,8 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         &[
             "--config-dir".into(),
             config.display().to_string(),
+            "--state-dir".into(),
+            state.display().to_string(),
             "--discovery-addr".into(),
             discovery.to_string(),
             "--debug-addr".into(),
@@ -107,7 +124,8 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     // Proxies start over about a second (as pods do, never all in one instant).
     for i in 0..args.proxies {
         let ns = format!("ns-{}", i % args.namespaces);
-        runtime.spawn(sims.clone().proxy(discovery, i, ns));
+        let tls = tls[&ns].clone();
+        runtime.spawn(sims.clone().proxy(discovery, tls, i, ns));
         std::thread::sleep(Duration::from_micros(1000));
     }
     wait_for(Duration::from_secs(600), || {
@@ -227,6 +245,51 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     runtime.shutdown_timeout(Duration::from_secs(2));
     drop(cp);
     Ok(())
+}
+
+/// Issues the certificate of each namespace's simulated proxies with `mesh-control ca
+/// issue` (which also creates the CA in `state`), and builds their TLS client configs:
+/// namespace → config presenting that certificate and verifying mesh-control's identity.
+fn issue_certificates(
+    bin: &Path,
+    work: &Path,
+    state: &Path,
+    namespaces: u32,
+) -> anyhow::Result<HashMap<String, Arc<ClientConfig>>> {
+    use mesh_api::tls::{self, CertStore, Expected, FileIdentity, ServerVerifier, TrustStore};
+    let control_plane: mesh_api::spiffe::SpiffeId =
+        "spiffe://cluster.local/ns/mesh-system/sa/mesh-control".parse()?;
+    let mut configs = HashMap::new();
+    for n in 0..namespaces {
+        let ns = format!("ns-{n}");
+        let dir = work.join("certs").join(&ns);
+        let out = std::process::Command::new(bin)
+            .args(["ca", "issue", "--identity"])
+            .arg(format!("spiffe://cluster.local/ns/{ns}/sa/sim"))
+            .arg("--out-dir")
+            .arg(&dir)
+            .arg("--state-dir")
+            .arg(state)
+            .env("MESH_LOG", "warn")
+            .output()
+            .context("run mesh-control ca issue")?;
+        if !out.status.success() {
+            bail!(
+                "mesh-control ca issue failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let identity = FileIdentity::read(&dir)?;
+        let certs = CertStore::new();
+        certs.store(tls::certified_key(identity.chain, identity.key)?);
+        let verifier = Arc::new(ServerVerifier::new(
+            Arc::new(TrustStore::new(identity.bundle)),
+            Expected::Exactly(control_plane.clone()),
+        ));
+        let config = tls::client_config(Some(Arc::new(certs)), verifier, &[tls::ALPN_H2]);
+        configs.insert(ns, Arc::new(config));
+    }
+    Ok(configs)
 }
 
 fn unix_ms() -> u64 {
@@ -376,12 +439,12 @@ impl Sims {
 
     /// One simulated proxy; a stream that fails before its initial sync is retried (a
     /// real proxy reconnects too), twice at most.
-    async fn proxy(self: Arc<Self>, addr: SocketAddr, i: u32, ns: String) {
+    async fn proxy(self: Arc<Self>, addr: SocketAddr, tls: Arc<ClientConfig>, i: u32, ns: String) {
         for attempt in 0..3 {
             let synced = Arc::new(AtomicBool::new(false));
             match self
                 .clone()
-                .run_proxy(addr, i, ns.clone(), synced.clone())
+                .run_proxy(addr, tls.clone(), i, ns.clone(), synced.clone())
                 .await
             {
                 Ok(()) => return,
@@ -399,12 +462,18 @@ impl Sims {
     async fn run_proxy(
         self: Arc<Self>,
         addr: SocketAddr,
+        tls: Arc<ClientConfig>,
         i: u32,
         ns: String,
         synced: Arc<AtomicBool>,
     ) -> anyhow::Result<()> {
-        let stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let name = mesh_api::tls::rustls::pki_types::ServerName::try_from("mesh-control")?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .context("TLS handshake with mesh-control")?;
         let (send, conn) =
             hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                 .initial_stream_window_size(4 * 1024 * 1024)
@@ -499,7 +568,7 @@ impl tonic::codegen::Service<http::Request<tonic::body::Body>> for H2 {
 
     fn call(&mut self, mut req: http::Request<tonic::body::Body>) -> Self::Future {
         *req.uri_mut() = format!(
-            "http://mesh-control{}",
+            "https://mesh-control{}",
             req.uri().path_and_query().map_or("/", |p| p.as_str())
         )
         .parse()

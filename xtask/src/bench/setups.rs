@@ -147,13 +147,50 @@ fn write_spec(
     Ok(path)
 }
 
-/// `mesh-proxy run` arguments for the workload at `ip`.
-pub(crate) fn mesh_proxy_args(config: &Path, ip: IpAddr, upstream: Option<&str>) -> Vec<String> {
+/// Issues a certificate for `spec`'s identity with `mesh-control ca issue` (the CA in
+/// `<dir>/ca`), into `<dir>/<name>-identity`, for `mesh-proxy run --identity-dir`.
+fn issue_identity(
+    mesh_control: &Path,
+    dir: &Path,
+    name: &str,
+    spec: &ProxyConfigSpec,
+) -> anyhow::Result<std::path::PathBuf> {
+    let out = dir.join(format!("{name}-identity"));
+    let status = std::process::Command::new(mesh_control)
+        .args([
+            "ca",
+            "issue",
+            "--identity",
+            spec.identity.as_str(),
+            "--ca-dir",
+        ])
+        .arg(dir.join("ca"))
+        .arg("--out-dir")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("run {}", mesh_control.display()))?;
+    anyhow::ensure!(
+        status.success(),
+        "`mesh-control ca issue` for {name} failed ({status})"
+    );
+    Ok(out)
+}
+
+/// `mesh-proxy run` arguments for the workload at `ip` with the certificate in `identity`.
+pub(crate) fn mesh_proxy_args(
+    config: &Path,
+    identity: &Path,
+    ip: IpAddr,
+    upstream: Option<&str>,
+) -> Vec<String> {
     let at = |port: u16| SocketAddr::new(ip, port).to_string();
     let mut args = vec![
         "run".to_owned(),
         "--config".to_owned(),
         config.display().to_string(),
+        "--identity-dir".to_owned(),
+        identity.display().to_string(),
         "--no-capture".to_owned(),
         "--inbound".to_owned(),
         at(MESH_PORT),
@@ -180,6 +217,10 @@ pub(crate) fn start_mesh(launcher: &Launcher, bin: &Path) -> anyhow::Result<Runn
     let (client_spec, server_spec) = mesh_specs()?;
     let server_cfg = write_spec(dir, "mesh-server", &server_spec)?;
     let client_cfg = write_spec(dir, "mesh-client", &client_spec)?;
+    // Mutual TLS between the sidecars, with certificates from mesh-control's CA.
+    let mesh_control = bin.with_file_name("mesh-control");
+    let server_id = issue_identity(&mesh_control, dir, "mesh-server", &server_spec)?;
+    let client_id = issue_identity(&mesh_control, dir, "mesh-client", &client_spec)?;
     // The production default log level, whatever the caller's environment says.
     let env = [("MESH_LOG", "info")];
     let mut procs = Vec::new();
@@ -187,7 +228,7 @@ pub(crate) fn start_mesh(launcher: &Launcher, bin: &Path) -> anyhow::Result<Runn
     let mut server = launcher.spawn(
         "mesh-server",
         bin,
-        &mesh_proxy_args(&server_cfg, MESH_SERVER, None),
+        &mesh_proxy_args(&server_cfg, &server_id, MESH_SERVER, None),
         &env,
     )?;
     ready.push(server.wait_ready(
@@ -200,7 +241,7 @@ pub(crate) fn start_mesh(launcher: &Launcher, bin: &Path) -> anyhow::Result<Runn
     let mut client = launcher.spawn(
         "mesh-client",
         bin,
-        &mesh_proxy_args(&client_cfg, MESH_CLIENT, Some(&upstream)),
+        &mesh_proxy_args(&client_cfg, &client_id, MESH_CLIENT, Some(&upstream)),
         &env,
     )?;
     ready.insert(
