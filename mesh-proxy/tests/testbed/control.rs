@@ -25,7 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Behavior};
-use crate::harness::{BIN, Mesh, get, http_get, metric_sum, run_bounded, wait_until};
+use crate::harness::{
+    self, BIN, GRPC_TOOL, Mesh, PYTHON, PYTHON_TOOL, get, http_get, metric_sum, run_bounded,
+    wait_until,
+};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 80);
 const PORT: u16 = 80;
@@ -679,17 +682,123 @@ fn renewals(mesh: &Mesh, pod: &str) -> f64 {
     )
 }
 
+/// The gRPC service `versioned` (port 50051) on the reviews pods.
+const GRPC_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 81);
+const GRPC_PORT: u16 = 50051;
+
+fn grpc_service() -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: versioned
+  namespace: default
+spec:
+  clusterIP: {GRPC_VIP}
+  selector:
+    app: reviews
+  ports:
+  - name: grpc
+    port: {GRPC_PORT}
+    targetPort: {GRPC_PORT}
+"
+    )
+}
+
+/// Rounds of gRPC calls from the client pod (unary calls, then server-streaming calls, on
+/// one channel each round) until stopped; the JSON reports of `grpc_client.py`.
+struct GrpcLoad {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<serde_json::Value>>>,
+}
+
+impl GrpcLoad {
+    fn start(mesh: &Mesh, generated: &Path) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        let script = harness::fixtures().join("grpc_client.py");
+        let mut commands: Vec<std::process::Command> = (0..40)
+            .map(|_| {
+                let mut cmd = mesh.app_command("client", PYTHON);
+                cmd.arg(&script)
+                    .arg(generated)
+                    .arg(format!("{GRPC_VIP}:{GRPC_PORT}"))
+                    .args(["100", "10", "50"]);
+                cmd
+            })
+            .collect();
+        let thread = std::thread::spawn(move || {
+            let mut reports = Vec::new();
+            // Bounded: at most 40 rounds.
+            for cmd in &mut commands {
+                if st.load(Ordering::Relaxed) {
+                    break;
+                }
+                let out = run_bounded(cmd, Duration::from_secs(120), "grpc_client.py");
+                assert!(out.success, "the gRPC client failed: {}", out.text());
+                reports.push(
+                    serde_json::from_str(out.stdout.trim())
+                        .unwrap_or_else(|e| panic!("bad client report ({e}): {}", out.text())),
+                );
+            }
+            reports
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) -> Vec<serde_json::Value> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("the gRPC load thread")
+    }
+}
+
+impl Drop for GrpcLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Workload certificates live 10 s here (renewed every ~5 s) so that each proxy renews ten
-/// times within a minute of steady traffic; halfway, the CA's root is rotated. Not one
-/// request fails, every proxy ends up trusting only the new root, and renews under it.
+/// times within a minute of steady HTTP traffic and rounds of gRPC unary and
+/// server-streaming calls; halfway, the CA's root is rotated. Not one request or call
+/// fails, every proxy ends up trusting only the new root, and renews under it.
 /// (With `--workload-cert-ttl 60s` the same scenario takes five minutes.)
 #[test]
 fn certificates_and_the_root_rotate_under_load_without_failures() {
-    let Some(mut mesh) = Mesh::new(&["control", "client", "reviews-v1", "reviews-v2"], &[]) else {
+    let Some(mut mesh) = Mesh::new(
+        &["control", "client", "reviews-v1", "reviews-v2"],
+        &[PYTHON_TOOL, GRPC_TOOL],
+    ) else {
         return;
     };
     let dir = mesh.subdir("config", 0o755);
     write(&dir, "base.yaml", &base_config(&mesh));
+    write(&dir, "grpc.yaml", &grpc_service());
+    let generated = mesh.subdir("grpc-gen", 0o755);
+    let fixtures = harness::fixtures();
+    let protoc = run_bounded(
+        std::process::Command::new(PYTHON)
+            .args(["-m", "grpc_tools.protoc", "-I"])
+            .arg(&fixtures)
+            .arg("--python_out")
+            .arg(&generated)
+            .arg("--grpc_python_out")
+            .arg(&generated)
+            .arg("testbed.proto"),
+        Duration::from_secs(60),
+        "grpc_tools.protoc",
+    );
+    assert!(protoc.success, "protoc failed: {}", protoc.text());
     let cp = ControlPlane::start_with(
         &mesh,
         &dir,
@@ -712,9 +821,25 @@ fn certificates_and_the_root_rotate_under_load_without_failures() {
     cp.join(&mut mesh, "reviews-v1", "reviews", &[]);
     cp.join(&mut mesh, "reviews-v2", "reviews", &[]);
     cp.wait_all_synced(3);
+    let server = fixtures.join("grpc_server.py");
+    for (pod, version) in [("reviews-v1", "v1"), ("reviews-v2", "v2")] {
+        mesh.spawn_app(
+            pod,
+            PYTHON,
+            &[
+                server.to_str().expect("a UTF-8 path"),
+                generated.to_str().expect("a UTF-8 path"),
+                &GRPC_PORT.to_string(),
+                version,
+                "300",
+            ],
+        );
+        mesh.wait_for_listener(pod, SocketAddr::from(([127, 0, 0, 1], GRPC_PORT)));
+    }
 
-    // ~100 requests/s for at most 120 s.
+    // ~100 HTTP requests/s for at most 120 s, and gRPC unary and streaming calls.
     let load = Load::start(&mesh, "client", 12_000);
+    let grpc = GrpcLoad::start(&mesh, &generated);
 
     // Halfway through the renewals, rotate the root.
     wait_until("five renewals per proxy", Duration::from_secs(60), || {
@@ -789,4 +914,15 @@ fn certificates_and_the_root_rotate_under_load_without_failures() {
         failed.first()
     );
     assert!(samples.len() > 1000, "only {} requests", samples.len());
+    let reports = grpc.stop();
+    assert!(reports.len() >= 2, "only {} gRPC rounds", reports.len());
+    for r in &reports {
+        for errors in ["unary_errors", "stream_errors"] {
+            assert_eq!(r[errors].as_object().map(|o| o.len()), Some(0), "{r}");
+        }
+        for s in r["streams"].as_array().expect("streams") {
+            assert_eq!(s["messages"].as_u64(), Some(50), "{s}");
+            assert_eq!(s["seqs_in_order"].as_bool(), Some(true), "{s}");
+        }
+    }
 }
