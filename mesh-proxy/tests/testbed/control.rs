@@ -603,6 +603,22 @@ fn a_refused_update_is_nacked_and_the_proxy_keeps_serving() {
     cp.join(&mut mesh, "reviews-v2", "reviews", &[]);
     cp.wait_all_synced(3);
 
+    // meshctl shows what the CA issued to a proxy, selected by pod name.
+    let mut cmd = cp.pod.command(sibling("meshctl"));
+    cmd.args(["proxy-config", "client", "secret", "--control-plane"])
+        .arg(cp.debug.to_string());
+    let out = run_bounded(
+        &mut cmd,
+        Duration::from_secs(20),
+        "meshctl proxy-config secret",
+    );
+    assert!(out.success, "{}", out.text());
+    let text = out.text();
+    assert!(
+        text.contains("spiffe://cluster.local/ns/default/sa/client") && text.contains("expires in"),
+        "{text}"
+    );
+
     let more: String = (0..5)
         .map(|i| {
             format!(
