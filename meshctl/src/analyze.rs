@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mesh_api::config::{ConfigSet, Loader, Severity, validate};
-use mesh_api::spiffe::{DEFAULT_TRUST_DOMAIN, SpiffeId};
 use serde::Serialize;
 
 use crate::OutputFormat;
@@ -29,16 +28,9 @@ pub struct Args {
     /// Namespace for resources that do not name one.
     #[arg(short, long, default_value = "default")]
     pub namespace: String,
-    /// The mesh's SPIFFE trust domain (as given to mesh-control): authorization principals
-    /// in another trust domain are reported, since no peer can have them.
-    #[arg(
-        long,
-        value_name = "DOMAIN",
-        env = "MESH_TRUST_DOMAIN",
-        default_value = DEFAULT_TRUST_DOMAIN,
-        value_parser = parse_trust_domain,
-    )]
-    pub trust_domain: String,
+    /// The trust domain.
+    #[command(flatten)]
+    pub trust_domain: crate::TrustDomainArg,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -85,7 +77,7 @@ fn load(args: &Args) -> ConfigSet {
     validate::validate_with(
         &mut set,
         &validate::Options {
-            trust_domain: args.trust_domain.clone(),
+            trust_domain: args.trust_domain.name.clone(),
         },
     );
     // Input order for files and documents; within a document, by line.
@@ -97,13 +89,6 @@ fn load(args: &Args) -> ConfigSet {
             .then(la.column.cmp(&lb.column))
     });
     set
-}
-
-/// Checks a trust domain as the identities' parser does (lower-case DNS-like name).
-fn parse_trust_domain(s: &str) -> Result<String, String> {
-    SpiffeId::new(s, "default", "default")
-        .map(|_| s.to_owned())
-        .map_err(|e| e.to_string())
 }
 
 fn print(args: &Args, set: &ConfigSet, out: &mut impl Write) -> anyhow::Result<ExitCode> {

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 pub mod analyze;
 pub mod control;
+pub mod inject;
 pub mod output;
 pub mod proxy_config;
 pub mod proxy_status;
@@ -34,6 +35,9 @@ pub struct Cli {
 pub enum Command {
     /// Validate mesh config offline: YAML files, directories, or `-` for stdin.
     Analyze(analyze::Args),
+    /// Add the mesh sidecar to the workloads of a manifest (file or `-` for stdin) and
+    /// print it.
+    Inject(inject::Args),
     /// Show every connected proxy and whether its config is in sync with the control plane.
     ProxyStatus(proxy_status::Args),
     /// Show the config the control plane computed for one proxy (or, with `secret`, the
@@ -47,10 +51,38 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Analyze(args) => analyze::run(&args, &mut std::io::stdout().lock()),
+        Command::Inject(args) => inject::run(
+            &args,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        ),
         Command::ProxyStatus(args) => proxy_status::run(&args, &mut std::io::stdout().lock()),
         Command::ProxyConfig(args) => proxy_config::run(&args, &mut std::io::stdout().lock()),
         Command::Version(args) => version::run(&args, &mut std::io::stdout().lock()),
     }
+}
+
+/// `--trust-domain`: the mesh's SPIFFE trust domain, as given to mesh-control. Shared by
+/// the commands that need it (`analyze` reports principals no peer can have, `inject`
+/// configures proxies).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrustDomainArg {
+    /// The mesh's SPIFFE trust domain (as given to mesh-control).
+    #[arg(
+        long = "trust-domain",
+        value_name = "DOMAIN",
+        env = "MESH_TRUST_DOMAIN",
+        default_value = mesh_api::spiffe::DEFAULT_TRUST_DOMAIN,
+        value_parser = parse_trust_domain,
+    )]
+    pub name: String,
+}
+
+/// Checks a trust domain as the identities' parser does (lower-case DNS-like name).
+fn parse_trust_domain(s: &str) -> Result<String, String> {
+    mesh_api::spiffe::SpiffeId::new(s, "default", "default")
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// Output formats shared by commands that print structured results.
