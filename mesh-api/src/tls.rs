@@ -216,7 +216,9 @@ pub fn pem_block(out: &mut String, label: &str, der: &[u8]) {
     let _ = writeln!(out, "-----END {label}-----");
 }
 
-fn base64(data: &[u8]) -> String {
+/// Standard base64 with padding (RFC 4648 §4): PEM bodies, and Kubernetes `[]byte`
+/// fields such as an AdmissionResponse's patch.
+pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {

@@ -62,9 +62,11 @@ pub struct DebugState {
     pub secrets: Secrets,
 }
 
-type Body = Full<Bytes>;
+/// The body type of both HTTP servers (debug, webhook).
+pub(crate) type Body = Full<Bytes>;
 
-fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+/// A plain-text response.
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")

@@ -17,6 +17,8 @@
 //!   authenticate (client certificates, local tokens, TokenReviews).
 //! - [`grpc`]: the TLS server on port 15012 serving discovery and identity.
 //! - [`debug`]: the debug and metrics HTTP server (port 15014) `meshctl proxy-status` reads.
+//! - [`webhook`]: the sidecar-injection admission webhook (HTTPS, port 15017): AdmissionReview
+//!   in, a JSONPatch made by [`mesh_api::inject`] out (not started by [`app`] yet).
 //! - [`metrics`]: the control plane's Prometheus metrics.
 //! - [`files`]: atomic, mode-safe writes of keys, tokens and bundles.
 //! - [`app`]: the `mesh-control` server: options and wiring; [`cli`]: the command line and
@@ -33,3 +35,4 @@ pub mod identity;
 pub mod index;
 pub mod metrics;
 pub mod registry;
+pub mod webhook;
