@@ -58,14 +58,15 @@ pub fn create_private_dir(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Replaces `path` with `data` atomically, the new file having `mode`.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
+/// Writes `data` to a new temporary file next to `path` with exactly `mode`, synced to
+/// disk; returns its path. `suffix` tells the temporary files of different callers apart.
+fn write_temp(path: &Path, suffix: &str, data: &[u8], mode: u32) -> Result<PathBuf, Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{:016x}.tmp", fastrand::u64(..)));
+    let tmp = dir.join(format!(".{name}.{:016x}.{suffix}", fastrand::u64(..)));
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -78,47 +79,46 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
         f.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(err("chmod", &tmp))?;
         f.write_all(data).map_err(err("write", &tmp))?;
-        f.sync_all().map_err(err("sync", &tmp))?;
-        std::fs::rename(&tmp, path).map_err(err("rename into place", path))?;
-        sync_dir(dir);
-        Ok(())
+        f.sync_all().map_err(err("sync", &tmp))
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
+}
+
+/// Replaces `path` with `data` atomically, the new file having `mode`.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
+    let tmp = write_temp(path, "tmp", data, mode)?;
+    let result = std::fs::rename(&tmp, path).map_err(err("rename into place", path));
+    match result {
+        Ok(()) => {
+            sync_dir(path.parent().unwrap_or(Path::new(".")));
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 /// Creates `path` with `data` and `mode` unless it exists; returns whether it created it.
 /// Atomic and race-free: the content is written to a temporary file that is then
 /// hard-linked to `path`, which fails if another process got there first.
 pub fn create_new_atomic(path: &Path, data: &[u8], mode: u32) -> Result<bool, Error> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{:016x}.new", fastrand::u64(..)));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(err("create", &tmp))?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(err("chmod", &tmp))?;
-        f.write_all(data).map_err(err("write", &tmp))?;
-        f.sync_all().map_err(err("sync", &tmp))?;
-        match std::fs::hard_link(&tmp, path) {
-            Ok(()) => {
-                sync_dir(dir);
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(err("link into place", path)(e)),
+    let tmp = write_temp(path, "new", data, mode)?;
+    let result = match std::fs::hard_link(&tmp, path) {
+        Ok(()) => {
+            sync_dir(path.parent().unwrap_or(Path::new(".")));
+            Ok(true)
         }
-    })();
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(err("link into place", path)(e)),
+    };
     let _ = std::fs::remove_file(&tmp);
     result
 }

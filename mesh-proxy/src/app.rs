@@ -358,14 +358,7 @@ impl App {
                         identity::ca::waiting_reason(addr),
                         metrics.ready_gauge(),
                     );
-                    let control_plane_id = match &args.identity.control_plane_identity {
-                        Some(id) => id.clone(),
-                        None => mesh_api::spiffe::SpiffeId::new(
-                            node.identity.trust_domain(),
-                            "mesh-system",
-                            "mesh-control",
-                        )?,
-                    };
+                    let control_plane_id = args.identity.control_plane(&node.identity)?;
                     let ca = CaClient::new(
                         addr.clone(),
                         identity.clone(),
@@ -456,14 +449,7 @@ impl App {
                 let tls = match &certs {
                     CertSource::Ca(ca) => ca.tls(),
                     CertSource::Dir(_) => {
-                        let id = match &args.identity.control_plane_identity {
-                            Some(id) => id.clone(),
-                            None => mesh_api::spiffe::SpiffeId::new(
-                                node.identity.trust_domain(),
-                                "mesh-system",
-                                "mesh-control",
-                            )?,
-                        };
+                        let id = args.identity.control_plane(&node.identity)?;
                         identity.client_for(mesh_api::tls::Expected::Exactly(id))
                     }
                 };

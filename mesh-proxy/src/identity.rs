@@ -74,6 +74,17 @@ pub struct Args {
     pub cert_lifetime: Option<Duration>,
 }
 
+impl Args {
+    /// The identity mesh-control must present: `--control-plane-identity`, or by default
+    /// `spiffe://<the proxy's trust domain>/ns/mesh-system/sa/mesh-control`.
+    pub fn control_plane(&self, proxy: &SpiffeId) -> Result<SpiffeId, mesh_api::spiffe::Error> {
+        match &self.control_plane_identity {
+            Some(id) => Ok(id.clone()),
+            None => SpiffeId::new(proxy.trust_domain(), "mesh-system", "mesh-control"),
+        }
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     mesh_api::duration::parse(s).map_err(|e| e.to_string())
 }

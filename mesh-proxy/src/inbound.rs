@@ -380,30 +380,31 @@ fn admit(
     } else {
         crate::canon::host(raw_host).map_err(|e| ProxyError::BadRequest(e.to_string()))?
     };
-    let decision = snap.authz.evaluate(&authz::Request {
-        peer: conn.peer,
-        source_ip: conn.source.ip(),
-        remote_ip: None,
-        destination_ip: conn.local,
-        destination_port: port,
-        sni: None,
-        http: Some(authz::HttpRequest {
-            method: req.method(),
-            path: req.uri().path(),
-            host: &host,
-            headers: req.headers(),
-        }),
-    });
-    if decision.allowed {
-        Ok(())
-    } else {
-        tracing::debug!(source = %conn.source, port, %decision, "request denied");
-        Err(ProxyError::Denied(decision.to_string()))
-    }
+    let http = authz::HttpRequest {
+        method: req.method(),
+        path: req.uri().path(),
+        host: &host,
+        headers: req.headers(),
+    };
+    authorize(snap, conn, port, Some(http)).map_err(|denied| {
+        tracing::debug!(source = %conn.source, port, %denied, "request denied");
+        ProxyError::Denied(denied)
+    })
 }
 
 /// Checks the workload's authorization policies for an opaque TCP connection.
 fn authorize_tcp(snap: &Snapshot, conn: &Conn<'_>, port: u16) -> Result<(), String> {
+    authorize(snap, conn, port, None)
+}
+
+/// Evaluates the workload's authorization policies for a connection (and its HTTP
+/// request, if any); `Err` carries the decision in words.
+fn authorize(
+    snap: &Snapshot,
+    conn: &Conn<'_>,
+    port: u16,
+    http: Option<authz::HttpRequest<'_>>,
+) -> Result<(), String> {
     if snap.authz.is_empty() {
         return Ok(());
     }
@@ -414,7 +415,7 @@ fn authorize_tcp(snap: &Snapshot, conn: &Conn<'_>, port: u16) -> Result<(), Stri
         destination_ip: conn.local,
         destination_port: port,
         sni: None,
-        http: None,
+        http,
     });
     if decision.allowed {
         Ok(())

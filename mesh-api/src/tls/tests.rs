@@ -79,6 +79,32 @@ fn cert_store(
     Arc::new(s)
 }
 
+/// Configs for a client presenting `client` that expects the server to be [`B`], and a
+/// server presenting `server`, both trusting `trust`.
+fn expecting_b(
+    trust: &Arc<TrustStore>,
+    client: Option<Arc<CertStore>>,
+    server: Arc<CertStore>,
+    mandatory: bool,
+) -> (ClientConfig, ServerConfig) {
+    (
+        client_config(
+            client,
+            Arc::new(ServerVerifier::new(trust.clone(), Expected::Exactly(id(B)))),
+            &[ALPN_H2],
+        ),
+        server_config(
+            server,
+            Arc::new(ClientVerifier::new(
+                trust.clone(),
+                "cluster.local",
+                mandatory,
+            )),
+            &[ALPN_H2],
+        ),
+    )
+}
+
 /// Runs a handshake in memory; returns the server's view of the client identity or the
 /// first error (client side first).
 fn handshake(
@@ -168,15 +194,11 @@ fn certificates_of_another_ca_are_refused_both_ways() {
     let theirs = ca("theirs");
     let trust = store(&ours);
     // A client with a certificate from another CA.
-    let client = client_config(
+    let (client, server) = expecting_b(
+        &trust,
         Some(cert_store(leaf(&theirs, A))),
-        Arc::new(ServerVerifier::new(trust.clone(), Expected::Exactly(id(B)))),
-        &[],
-    );
-    let server = server_config(
         cert_store(leaf(&ours, B)),
-        Arc::new(ClientVerifier::new(trust.clone(), "cluster.local", true)),
-        &[],
+        true,
     );
     let err = handshake(client, server).unwrap_err();
     assert!(
@@ -187,15 +209,11 @@ fn certificates_of_another_ca_are_refused_both_ways() {
         "{err:?}"
     );
     // A server with a certificate from another CA.
-    let client = client_config(
+    let (client, server) = expecting_b(
+        &trust,
         Some(cert_store(leaf(&ours, A))),
-        Arc::new(ServerVerifier::new(trust.clone(), Expected::Exactly(id(B)))),
-        &[],
-    );
-    let server = server_config(
         cert_store(leaf(&theirs, B)),
-        Arc::new(ClientVerifier::new(trust, "cluster.local", true)),
-        &[],
+        true,
     );
     assert!(handshake(client, server).is_err());
 }
@@ -248,15 +266,11 @@ fn expired_certificates_are_refused() {
         p.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(2);
         p.not_after = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
     });
-    let client = client_config(
+    let (client, server) = expecting_b(
+        &trust,
         Some(cert_store(expired)),
-        Arc::new(ServerVerifier::new(trust.clone(), Expected::Exactly(id(B)))),
-        &[],
-    );
-    let server = server_config(
         cert_store(leaf(&ca, B)),
-        Arc::new(ClientVerifier::new(trust, "cluster.local", true)),
-        &[],
+        true,
     );
     let err = handshake(client, server).unwrap_err();
     assert!(
@@ -275,15 +289,11 @@ fn a_ca_certificate_is_not_a_workload_certificate() {
     let ca_as_leaf = leaf_with(&ca, vec![uri(A)], |p| {
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     });
-    let client = client_config(
+    let (client, server) = expecting_b(
+        &trust,
         Some(cert_store(ca_as_leaf)),
-        Arc::new(ServerVerifier::new(trust.clone(), Expected::Exactly(id(B)))),
-        &[],
-    );
-    let server = server_config(
         cert_store(leaf(&ca, B)),
-        Arc::new(ClientVerifier::new(trust, "cluster.local", true)),
-        &[],
+        true,
     );
     assert!(handshake(client, server).is_err());
 }
@@ -403,16 +413,8 @@ fn a_renewed_client_certificate_is_presented_on_the_next_connection() {
     let ca = ca("root");
     let trust = store(&ca);
     let certs = Arc::new(CertStore::new());
-    let client = client_config(
-        Some(certs.clone()),
-        Arc::new(ServerVerifier::new(trust.clone(), Expected::Exactly(id(B)))),
-        &[ALPN_H2],
-    );
-    let server = server_config(
-        cert_store(leaf(&ca, B)),
-        Arc::new(ClientVerifier::new(trust, "cluster.local", false)),
-        &[ALPN_H2],
-    );
+    let (client, server) =
+        expecting_b(&trust, Some(certs.clone()), cert_store(leaf(&ca, B)), false);
     assert_eq!(handshake(client.clone(), server.clone()).unwrap(), None);
     let (chain, key) = leaf(&ca, A);
     certs.store(certified_key(chain, key).unwrap());

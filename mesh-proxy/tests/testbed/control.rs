@@ -210,6 +210,11 @@ impl Drop for ControlPlane {
     }
 }
 
+/// An HTTP backend named `name` on the target port of `pod`.
+fn backend(mesh: &Mesh, pod: &str, name: &'static str) -> Backend {
+    Backend::start(mesh.pod(pod), TARGET_PORT, name, Behavior::default())
+}
+
 fn write(dir: &Path, file: &str, text: &str) {
     let tmp = dir.join(format!(".{file}.tmp"));
     std::fs::write(&tmp, text).expect("write config");
@@ -449,24 +454,9 @@ fn config_changes_reach_running_traffic_without_failures() {
     write(&dir, "reviews-vs.yaml", &split(90, 10));
     let mut cp = ControlPlane::start(&mesh, &dir);
 
-    let _v1 = Backend::start(
-        mesh.pod("reviews-v1"),
-        TARGET_PORT,
-        "v1",
-        Behavior::default(),
-    );
-    let _v2 = Backend::start(
-        mesh.pod("reviews-v2"),
-        TARGET_PORT,
-        "v2",
-        Behavior::default(),
-    );
-    let _v2b = Backend::start(
-        mesh.pod("reviews-v2b"),
-        TARGET_PORT,
-        "v2b",
-        Behavior::default(),
-    );
+    let _v1 = backend(&mesh, "reviews-v1", "v1");
+    let _v2 = backend(&mesh, "reviews-v2", "v2");
+    let _v2b = backend(&mesh, "reviews-v2b", "v2b");
     cp.join(&mut mesh, "client", "client", &[]);
     cp.join(&mut mesh, "reviews-v1", "reviews", &[]);
     cp.join(&mut mesh, "reviews-v2", "reviews", &[]);
@@ -584,18 +574,8 @@ fn a_refused_update_is_nacked_and_the_proxy_keeps_serving() {
     let dir = mesh.subdir("config", 0o755);
     write(&dir, "base.yaml", &base_config(&mesh));
     let cp = ControlPlane::start(&mesh, &dir);
-    let _v1 = Backend::start(
-        mesh.pod("reviews-v1"),
-        TARGET_PORT,
-        "v1",
-        Behavior::default(),
-    );
-    let _v2 = Backend::start(
-        mesh.pod("reviews-v2"),
-        TARGET_PORT,
-        "v2",
-        Behavior::default(),
-    );
+    let _v1 = backend(&mesh, "reviews-v1", "v1");
+    let _v2 = backend(&mesh, "reviews-v2", "v2");
     // The client proxy accepts at most 8 resources: today's config fits, a bigger mesh
     // does not.
     cp.join(&mut mesh, "client", "client", &["--max-resources", "8"]);
@@ -800,38 +780,15 @@ fn certificates_and_the_root_rotate_under_load_without_failures() {
     let dir = mesh.subdir("config", 0o755);
     write(&dir, "base.yaml", &base_config(&mesh));
     write(&dir, "grpc.yaml", &grpc_service());
-    let generated = mesh.subdir("grpc-gen", 0o755);
+    let generated = harness::generate_grpc_python(&mesh);
     let fixtures = harness::fixtures();
-    let protoc = run_bounded(
-        std::process::Command::new(PYTHON)
-            .args(["-m", "grpc_tools.protoc", "-I"])
-            .arg(&fixtures)
-            .arg("--python_out")
-            .arg(&generated)
-            .arg("--grpc_python_out")
-            .arg(&generated)
-            .arg("testbed.proto"),
-        Duration::from_secs(60),
-        "grpc_tools.protoc",
-    );
-    assert!(protoc.success, "protoc failed: {}", protoc.text());
     let cp = ControlPlane::start_with(
         &mesh,
         &dir,
         &["--workload-cert-ttl", "10s", "--root-rotation-grace", "2s"],
     );
-    let _v1 = Backend::start(
-        mesh.pod("reviews-v1"),
-        TARGET_PORT,
-        "v1",
-        Behavior::default(),
-    );
-    let _v2 = Backend::start(
-        mesh.pod("reviews-v2"),
-        TARGET_PORT,
-        "v2",
-        Behavior::default(),
-    );
+    let _v1 = backend(&mesh, "reviews-v1", "v1");
+    let _v2 = backend(&mesh, "reviews-v2", "v2");
     let pods = ["client", "reviews-v1", "reviews-v2"];
     cp.join(&mut mesh, "client", "client", &[]);
     cp.join(&mut mesh, "reviews-v1", "reviews", &[]);

@@ -4,7 +4,6 @@
 //! and `v2`. The Python code is generated from `fixtures/testbed/testbed.proto` at test time.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Command;
 use std::time::Duration;
 
 use mesh_api::model::AppProtocol;
@@ -31,20 +30,7 @@ fn grpc_canary_split_and_server_streaming() {
         return;
     };
     let fixtures = harness::fixtures();
-    let generated = mesh.subdir("grpc-gen", 0o755);
-    let protoc = run_bounded(
-        Command::new(PYTHON)
-            .args(["-m", "grpc_tools.protoc", "-I"])
-            .arg(&fixtures)
-            .arg("--python_out")
-            .arg(&generated)
-            .arg("--grpc_python_out")
-            .arg(&generated)
-            .arg("testbed.proto"),
-        Duration::from_secs(60),
-        "grpc_tools.protoc",
-    );
-    assert!(protoc.success, "protoc failed: {}", protoc.text());
+    let generated = harness::generate_grpc_python(&mesh);
 
     let client = config::workload(mesh.pod("client"), "frontend", "v1");
     let w1 = config::workload(mesh.pod("v1"), "versioned", "v1");

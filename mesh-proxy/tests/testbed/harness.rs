@@ -41,6 +41,26 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 const GET_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `tests/fixtures/testbed`: Python scripts and the proto.
+/// Generates the Python gRPC code of `fixtures/testbed/testbed.proto` into the mesh's
+/// `grpc-gen` directory (with `grpc_tools.protoc`); returns the directory.
+pub(crate) fn generate_grpc_python(mesh: &Mesh) -> PathBuf {
+    let generated = mesh.subdir("grpc-gen", 0o755);
+    let protoc = run_bounded(
+        Command::new(PYTHON)
+            .args(["-m", "grpc_tools.protoc", "-I"])
+            .arg(fixtures())
+            .arg("--python_out")
+            .arg(&generated)
+            .arg("--grpc_python_out")
+            .arg(&generated)
+            .arg("testbed.proto"),
+        Duration::from_secs(60),
+        "grpc_tools.protoc",
+    );
+    assert!(protoc.success, "protoc failed: {}", protoc.text());
+    generated
+}
+
 pub(crate) fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/testbed")
 }
