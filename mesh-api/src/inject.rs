@@ -25,7 +25,8 @@
 //!   15021 (`mesh-health`, the readiness probe `/healthz/ready`), the DESIGN.md proxy
 //!   environment (`POD_NAME`, `POD_NAMESPACE`, `POD_IP` and `SERVICE_ACCOUNT` from the
 //!   downward API; `MESH_CONTROL_ADDR`, `MESH_TRUST_DOMAIN`, `MESH_CONTROL_PLANE_IDENTITY`,
-//!   `MESH_LOG`, `MESH_TOKEN_FILE`, `MESH_CA_BUNDLE`), the pod's labels as `--label KEY=VALUE`
+//!   `MESH_LOG`, `MESH_TOKEN_FILE`, `MESH_CA_BUNDLE`, and per the [`Context`]
+//!   `MESH_ACCESS_LOG`, `MESH_TRACE_SAMPLING`, `MESH_TRACE_COLLECTOR`), the pod's labels as `--label KEY=VALUE`
 //!   arguments, a projected ServiceAccount token (audience `mesh-control`, 12 h) in
 //!   `/var/run/secrets/tokens` and the `mesh-root-cert` ConfigMap (`root-cert.pem`, which the
 //!   control plane publishes into meshed namespaces) in `/var/run/secrets/mesh`.
@@ -193,6 +194,14 @@ pub struct Context {
     /// The namespace of pods whose metadata names none (admission requests and manifests
     /// often leave it to the request); used for the identity check and in messages.
     pub namespace: String,
+    /// Whether proxies write access logs (`MESH_ACCESS_LOG=true`).
+    pub access_log: bool,
+    /// The percentage (0-100) of new traces proxies record (`MESH_TRACE_SAMPLING`); `None`
+    /// keeps the proxy's default (1 %).
+    pub trace_sampling: Option<f64>,
+    /// The OTLP/gRPC collector proxies export spans to, `http://HOST[:PORT]`
+    /// (`MESH_TRACE_COLLECTOR`); `None`: tracing off.
+    pub trace_collector: Option<String>,
 }
 
 impl Default for Context {
@@ -206,6 +215,9 @@ impl Default for Context {
             resources: Self::default_resources(),
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             namespace: "default".to_owned(),
+            access_log: false,
+            trace_sampling: None,
+            trace_collector: None,
         }
     }
 }
@@ -256,6 +268,18 @@ impl Context {
         }
         if self.log_level.trim().is_empty() {
             return Err(InjectError::Context("the log level is empty".to_owned()));
+        }
+        if let Some(p) = self.trace_sampling
+            && !(0.0..=100.0).contains(&p)
+        {
+            return Err(InjectError::Context(format!(
+                "trace sampling {p} is not a percentage from 0 to 100"
+            )));
+        }
+        if let Some(c) = &self.trace_collector
+            && (c.is_empty() || c.contains(char::is_whitespace))
+        {
+            return bad("trace collector", c);
         }
         self.control_plane_identity()
     }
@@ -788,25 +812,35 @@ fn proxy_container(
         read_only: Some(true),
         ..VolumeMount::default()
     };
+    let mut env = vec![
+        field("POD_NAME", "metadata.name"),
+        field("POD_NAMESPACE", "metadata.namespace"),
+        field("POD_IP", "status.podIP"),
+        field("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+        value("MESH_CONTROL_ADDR", &ctx.control_plane_addr),
+        value("MESH_TRUST_DOMAIN", &ctx.trust_domain),
+        value(
+            "MESH_CONTROL_PLANE_IDENTITY",
+            control_plane_identity.as_str(),
+        ),
+        value("MESH_LOG", &ctx.log_level),
+        value("MESH_TOKEN_FILE", TOKEN_FILE),
+        value("MESH_CA_BUNDLE", CA_BUNDLE_FILE),
+    ];
+    if ctx.access_log {
+        env.push(value("MESH_ACCESS_LOG", "true"));
+    }
+    if let Some(p) = ctx.trace_sampling {
+        env.push(value("MESH_TRACE_SAMPLING", &p.to_string()));
+    }
+    if let Some(c) = &ctx.trace_collector {
+        env.push(value("MESH_TRACE_COLLECTOR", c));
+    }
     Container {
         name: PROXY_CONTAINER.to_owned(),
         image: Some(ctx.image.clone()),
         args: Some(args),
-        env: Some(vec![
-            field("POD_NAME", "metadata.name"),
-            field("POD_NAMESPACE", "metadata.namespace"),
-            field("POD_IP", "status.podIP"),
-            field("SERVICE_ACCOUNT", "spec.serviceAccountName"),
-            value("MESH_CONTROL_ADDR", &ctx.control_plane_addr),
-            value("MESH_TRUST_DOMAIN", &ctx.trust_domain),
-            value(
-                "MESH_CONTROL_PLANE_IDENTITY",
-                control_plane_identity.as_str(),
-            ),
-            value("MESH_LOG", &ctx.log_level),
-            value("MESH_TOKEN_FILE", TOKEN_FILE),
-            value("MESH_CA_BUNDLE", CA_BUNDLE_FILE),
-        ]),
+        env: Some(env),
         ports: Some(vec![
             port(MESH_PORT, "mesh"),
             port(METRICS_PORT, "mesh-metrics"),

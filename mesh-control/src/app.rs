@@ -33,6 +33,7 @@ use crate::index::{Index, Settings};
 use crate::metrics::Metrics;
 use crate::registry::kube::{self as kube_registry, KubeRegistry, RegistryEvent};
 use crate::registry::local::{LocalRegistry, Reload};
+use crate::webhook;
 
 /// The trust bundle file in the state directory (local mode).
 pub const TRUST_BUNDLE_FILE: &str = "trust-bundle.pem";
@@ -98,6 +99,9 @@ pub struct Args {
     /// How often the CA storage is checked for rotations.
     #[arg(long, default_value = "1s", value_parser = parse_duration, hide = true)]
     pub ca_poll_interval: Duration,
+    /// The admission webhooks (sidecar injection, config validation).
+    #[command(flatten)]
+    pub webhook: webhook::Args,
 }
 
 /// The state directory: `dir`, or `${XDG_STATE_HOME:-$HOME/.local/state}/mesh-control`.
@@ -129,6 +133,8 @@ pub struct Bound {
     pub discovery: SocketAddr,
     /// Debug and metrics HTTP.
     pub debug: SocketAddr,
+    /// The admission webhooks (HTTPS), when `--webhook-addr` is set.
+    pub webhook: Option<SocketAddr>,
 }
 
 /// A built control plane: CA open, listeners bound.
@@ -136,6 +142,7 @@ pub struct App {
     args: Args,
     discovery: TcpListener,
     debug: TcpListener,
+    webhook: Option<(TcpListener, webhook::Settings)>,
     bound: Bound,
     ca: Ca,
     serving: ServingIdentity,
@@ -173,6 +180,17 @@ impl App {
                 "--config-dir {}: not a directory; create it and put Service and WorkloadEntry YAML in it",
                 dir.display()
             );
+        }
+        if !args.kubernetes {
+            for (flag, set) in [
+                ("--injector-config", &args.webhook.injector_config),
+                ("--validator-config", &args.webhook.validator_config),
+            ] {
+                anyhow::ensure!(
+                    set.is_none(),
+                    "{flag} names a Kubernetes webhook configuration: it needs --kubernetes (drop it in local mode)"
+                );
+            }
         }
         anyhow::ensure!(
             args.workload_cert_ttl >= Duration::from_secs(1),
@@ -215,16 +233,35 @@ impl App {
         let refresh_at = grpc::renew_serving_cert(&ca, &serving, &certs)
             .context("cannot issue mesh-control's own certificate")?;
 
+        let webhook = match args.webhook.webhook_addr {
+            Some(addr) => {
+                let native = match &kube {
+                    Some(client) => native_sidecars(client).await,
+                    None => true,
+                };
+                let settings =
+                    args.webhook
+                        .settings(&args.trust_domain, &args.root_namespace, native)?;
+                let listener = bind(addr, "admission webhooks, --webhook-addr").await?;
+                Some((listener, settings))
+            }
+            None => None,
+        };
         let discovery = bind(args.discovery_addr, "discovery, --discovery-addr").await?;
         let debug = bind(args.debug_addr, "debug, --debug-addr").await?;
         let bound = Bound {
             discovery: discovery.local_addr()?,
             debug: debug.local_addr()?,
+            webhook: match &webhook {
+                Some((l, _)) => Some(l.local_addr()?),
+                None => None,
+            },
         };
         Ok(Self {
             args,
             discovery,
             debug,
+            webhook,
             bound,
             ca,
             serving,
@@ -259,6 +296,7 @@ impl App {
             args,
             discovery,
             debug,
+            webhook,
             bound,
             ca,
             serving,
@@ -320,6 +358,39 @@ impl App {
             stopped(),
         ));
         tasks.spawn(debug::serve(debug, debug_state, stopped()));
+        if let Some((listener, settings)) = webhook {
+            tracing::info!(
+                addr = %listener.local_addr()?,
+                native_sidecars = settings.inject.native_sidecars,
+                proxy_image = %settings.inject.image,
+                "admission webhooks serving (/inject, /validate)"
+            );
+            tasks.spawn(webhook::serve(
+                listener,
+                webhook::tls_config(certs.clone())?,
+                Arc::new(settings),
+                stopped(),
+            ));
+        }
+        if let Some(client) = &kube {
+            use k8s_openapi::api::admissionregistration::v1::{
+                MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+            };
+            if let Some(name) = &args.webhook.injector_config {
+                tasks.spawn(webhook::ca_bundle::keep_current::<
+                    MutatingWebhookConfiguration,
+                >(
+                    client.clone(), name.clone(), ca.watch_bundle(), stopped()
+                ));
+            }
+            if let Some(name) = &args.webhook.validator_config {
+                tasks.spawn(webhook::ca_bundle::keep_current::<
+                    ValidatingWebhookConfiguration,
+                >(
+                    client.clone(), name.clone(), ca.watch_bundle(), stopped()
+                ));
+            }
+        }
         tasks.spawn(ca.clone().run(args.ca_poll_interval, stopped()));
         tasks.spawn(grpc::keep_serving_cert(
             ca.clone(),
@@ -396,6 +467,22 @@ impl App {
         let _ = source_task.await;
         while tasks.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// Whether the cluster runs native sidecars (Kubernetes 1.29+); when the version cannot be
+/// read, yes (every Kubernetes version we support has them), with a warning.
+async fn native_sidecars(client: &kube::Client) -> bool {
+    match client.apiserver_version().await {
+        Ok(v) => {
+            let native = mesh_api::inject::native_sidecars_supported(&v.major, &v.minor);
+            tracing::info!(version = %v.git_version, native_sidecars = native, "Kubernetes version");
+            native
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the Kubernetes version; injecting native sidecars (set --native-sidecars never for clusters before 1.29)");
+            true
+        }
     }
 }
 

@@ -1,5 +1,7 @@
-//! The sidecar-injection admission webhook (port 15017, HTTPS): a thin handler over
-//! [`mesh_api::inject::inject_pod`], the same pure function `meshctl inject` calls.
+//! The admission webhooks (port 15017, HTTPS): sidecar injection (`/inject`), a thin
+//! handler over [`mesh_api::inject::inject_pod`], the same pure function `meshctl inject`
+//! calls; config validation (`/validate`, see [`validate`]); and the upkeep of their
+//! configurations' `caBundle` ([`ca_bundle`]).
 //!
 //! The apiserver POSTs an `admission.k8s.io/v1` `AdmissionReview` to `/inject` for every
 //! Pod CREATE in a namespace labelled `mesh-injection=enabled`; [`review`] answers it with
@@ -20,13 +22,15 @@
 //! HTTP 400. Pods created by controllers carry no `metadata.namespace` in the review: the
 //! request's `namespace` stands in for it.
 //!
-//! [`serve`] is the HTTPS server (HTTP/1.1 and HTTP/2): `POST /inject` with an
-//! `application/json` body of at most [`MAX_BODY`] bytes, and `GET /healthz`. Its
+//! [`serve`] is the HTTPS server (HTTP/1.1 and HTTP/2): `POST /inject` and `POST /validate`
+//! with an `application/json` body of at most [`MAX_BODY`] bytes, and `GET /healthz`. Its
 //! certificate comes from the caller's `rustls::ServerConfig` — in mesh-control, the
 //! CA-issued serving certificate of [`crate::grpc`] through a
 //! [`CertStore`](mesh_api::tls::CertStore), renewed without a restart.
 
+pub mod ca_bundle;
 pub mod patch;
+pub mod validate;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -39,6 +43,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::{DynamicObject, Status};
+use mesh_api::config::validate::Options;
 use mesh_api::inject::{self, Context, Outcome, Skip};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -48,8 +53,10 @@ use crate::debug::{Body, text};
 
 /// The webhook's port (DESIGN.md "control-plane ports").
 pub const PORT: u16 = 15017;
-/// The path the apiserver posts reviews to.
+/// The path the apiserver posts pod reviews to (injection).
 pub const INJECT_PATH: &str = "/inject";
+/// The path the apiserver posts reviews of our CRDs to (validation).
+pub const VALIDATE_PATH: &str = "/validate";
 /// The liveness path.
 pub const HEALTH_PATH: &str = "/healthz";
 /// The largest review accepted (bigger bodies get 413). The apiserver's own request limit
@@ -79,11 +86,214 @@ pub enum Error {
     Encode(#[source] serde_json::Error),
 }
 
+/// What the webhook needs: the injection context and the validator's options.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Sidecar injection (`/inject`).
+    pub inject: Context,
+    /// Config validation (`/validate`).
+    pub validation: Options,
+}
+
+/// Whether injected proxies run as native sidecars (`--native-sidecars`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum NativeSidecars {
+    /// From the cluster's version: Kubernetes 1.29 or newer (local mode: yes).
+    #[default]
+    Auto,
+    /// Always (restartable init containers).
+    Always,
+    /// Never: the proxy is the first container.
+    Never,
+}
+
+/// The webhook's flags (`mesh-control` without a subcommand).
+#[derive(Debug, Clone, clap::Args)]
+#[group(id = "webhook-args")]
+#[command(next_help_heading = "Admission webhooks")]
+pub struct Args {
+    /// The webhook listener (HTTPS; injection on `/inject`, validation on `/validate`).
+    /// Unset: no webhook (local mode needs none).
+    #[arg(long, env = "MESH_WEBHOOK_ADDR", value_name = "ADDR")]
+    pub webhook_addr: Option<SocketAddr>,
+    /// Kubernetes mode: the MutatingWebhookConfiguration whose `caBundle` mesh-control
+    /// keeps equal to its trust bundle.
+    #[arg(long, value_name = "NAME")]
+    pub injector_config: Option<String>,
+    /// Kubernetes mode: the ValidatingWebhookConfiguration whose `caBundle` mesh-control
+    /// keeps equal to its trust bundle.
+    #[arg(long, value_name = "NAME")]
+    pub validator_config: Option<String>,
+    /// The image of injected proxies (and their init container).
+    #[arg(long, env = "MESH_PROXY_IMAGE", value_name = "IMAGE",
+          default_value_t = Context::image(inject::DEFAULT_HUB, inject::DEFAULT_TAG))]
+    pub proxy_image: String,
+    /// The address injected proxies reach the control plane at. Default:
+    /// `mesh-control.<root-namespace>.svc:15012`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub proxy_control_plane_addr: Option<String>,
+    /// Injected proxies' tracing filter (`MESH_LOG`).
+    #[arg(long, value_name = "FILTER", default_value = inject::DEFAULT_LOG_LEVEL)]
+    pub proxy_log_level: String,
+    /// Injected proxies write access logs.
+    #[arg(long)]
+    pub proxy_access_log: bool,
+    /// The percentage (0-100) of new traces injected proxies record.
+    #[arg(long, value_name = "PERCENT")]
+    pub proxy_trace_sampling: Option<f64>,
+    /// The OTLP/gRPC collector injected proxies export spans to, `http://HOST[:PORT]`.
+    #[arg(long, value_name = "URL")]
+    pub proxy_trace_collector: Option<String>,
+    /// Injected proxies' CPU request.
+    #[arg(long, value_name = "QUANTITY", default_value = "10m")]
+    pub proxy_cpu_request: String,
+    /// Injected proxies' memory request.
+    #[arg(long, value_name = "QUANTITY", default_value = "40Mi")]
+    pub proxy_memory_request: String,
+    /// Injected proxies' memory limit.
+    #[arg(long, value_name = "QUANTITY", default_value = "128Mi")]
+    pub proxy_memory_limit: String,
+    /// Whether injected proxies are native sidecars.
+    #[arg(long, value_enum, default_value_t = NativeSidecars::Auto)]
+    pub native_sidecars: NativeSidecars,
+}
+
+impl Args {
+    /// The webhook's settings; `native` is the cluster's answer for
+    /// [`NativeSidecars::Auto`].
+    pub fn settings(
+        &self,
+        trust_domain: &str,
+        root_namespace: &str,
+        native: bool,
+    ) -> anyhow::Result<Settings> {
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        let quantity = |flag: &str, value: &str| -> anyhow::Result<Quantity> {
+            anyhow::ensure!(
+                valid_quantity(value),
+                "--{flag} {value:?} is not a Kubernetes quantity; write e.g. 100m, 0.5, 64Mi or 1Gi"
+            );
+            Ok(Quantity(value.to_owned()))
+        };
+        let resources = k8s_openapi::api::core::v1::ResourceRequirements {
+            requests: Some(std::collections::BTreeMap::from([
+                (
+                    "cpu".to_owned(),
+                    quantity("proxy-cpu-request", &self.proxy_cpu_request)?,
+                ),
+                (
+                    "memory".to_owned(),
+                    quantity("proxy-memory-request", &self.proxy_memory_request)?,
+                ),
+            ])),
+            limits: Some(std::collections::BTreeMap::from([(
+                "memory".to_owned(),
+                quantity("proxy-memory-limit", &self.proxy_memory_limit)?,
+            )])),
+            ..Default::default()
+        };
+        let inject = Context {
+            image: self.proxy_image.clone(),
+            control_plane_addr: self
+                .proxy_control_plane_addr
+                .clone()
+                .unwrap_or_else(|| format!("mesh-control.{root_namespace}.svc:15012")),
+            trust_domain: trust_domain.to_owned(),
+            control_plane_identity: Some(
+                mesh_api::spiffe::SpiffeId::new(trust_domain, root_namespace, "mesh-control")
+                    .map_err(|e| anyhow::anyhow!("--trust-domain / --root-namespace: {e}"))?,
+            ),
+            native_sidecars: match self.native_sidecars {
+                NativeSidecars::Auto => native,
+                NativeSidecars::Always => true,
+                NativeSidecars::Never => false,
+            },
+            resources,
+            log_level: self.proxy_log_level.clone(),
+            access_log: self.proxy_access_log,
+            trace_sampling: self.proxy_trace_sampling,
+            trace_collector: self.proxy_trace_collector.clone(),
+            ..Context::default()
+        };
+        // Checked now, so a bad flag stops mesh-control at start, not every pod later.
+        let probe = k8s_openapi::api::core::v1::Pod {
+            spec: Some(k8s_openapi::api::core::v1::PodSpec {
+                containers: vec![k8s_openapi::api::core::v1::Container {
+                    name: "app".to_owned(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        inject::inject_pod(&probe, &inject)
+            .map_err(|e| anyhow::anyhow!("the --proxy-* flags: {e}"))?;
+        Ok(Settings {
+            inject,
+            validation: Options {
+                trust_domain: trust_domain.to_owned(),
+            },
+        })
+    }
+}
+
+/// A Kubernetes quantity: a decimal number with an optional suffix (`m`, `k`, `M`, `G`,
+/// `T`, `P`, `E`, `Ki` … `Ei`, or an exponent `e3`).
+fn valid_quantity(s: &str) -> bool {
+    let number_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(number_end);
+    let number = number.strip_prefix(['+', '-']).unwrap_or(number);
+    let digits_ok = !number.is_empty()
+        && number.chars().filter(|&c| c == '.').count() <= 1
+        && number.chars().any(|c| c.is_ascii_digit())
+        && number.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let suffix_ok = matches!(
+        suffix,
+        "" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei"
+    ) || suffix.strip_prefix(['e', 'E']).is_some_and(|e| {
+        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+        !e.is_empty() && e.chars().all(|c| c.is_ascii_digit())
+    });
+    digits_ok && suffix_ok
+}
+
+/// The webhook server's TLS: mesh-control's serving certificate (`certs`, whose DNS names
+/// include `mesh-control.<namespace>.svc`, the name the apiserver verifies against the
+/// configuration's `caBundle`), TLS 1.2 and 1.3, no client certificate (the apiserver
+/// presents none by default), ALPN `h2` and `http/1.1`.
+pub fn tls_config(
+    certs: Arc<mesh_api::tls::CertStore>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| anyhow::anyhow!("webhook TLS: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 // === review ===
 
-/// Answers an `AdmissionReview` (the request body) with an `AdmissionReview` carrying the
-/// response (the response body). See the module documentation for the verdicts.
+/// Answers an injection `AdmissionReview` (the request body) with an `AdmissionReview`
+/// carrying the response (the response body). See the module documentation for the
+/// verdicts.
 pub fn review(body: &[u8], ctx: &Context) -> Result<Vec<u8>, Error> {
+    let (request, object) = parse(body)?;
+    encode(admit(&request, object, ctx))
+}
+
+/// Answers a validation `AdmissionReview` (see [`validate`]).
+pub fn review_config(body: &[u8], options: &Options) -> Result<Vec<u8>, Error> {
+    let (request, object) = parse(body)?;
+    encode(validate::admit(&request, object, options))
+}
+
+/// The request of a review, and its `object` as received.
+fn parse(body: &[u8]) -> Result<(AdmissionRequest<DynamicObject>, Option<Value>), Error> {
     let mut value: Value = serde_json::from_slice(body).map_err(Error::Parse)?;
     // The object is kept raw, so fields k8s-openapi does not know survive the patch; the
     // old object is not needed. The rest is read typed.
@@ -101,7 +311,7 @@ pub fn review(body: &[u8], ctx: &Context) -> Result<Vec<u8>, Error> {
     }
     let request: AdmissionRequest<DynamicObject> =
         review.try_into().map_err(|_| Error::NoRequest)?;
-    encode(admit(&request, object, ctx))
+    Ok((request, object))
 }
 
 /// The response to one request; `object` is the request's `object` as received (the
@@ -211,7 +421,7 @@ pub fn admit(
     }
 }
 
-fn deny(
+pub(crate) fn deny(
     mut response: AdmissionResponse,
     code: u16,
     reason: &str,
@@ -266,7 +476,7 @@ fn not_allowed(allow: &'static str) -> Response<Body> {
 }
 
 /// Answers one HTTP request (any body type, so tests can call it directly).
-pub async fn handle<B>(req: Request<B>, ctx: &Context) -> Response<Body>
+pub async fn handle<B>(req: Request<B>, settings: &Settings) -> Response<Body>
 where
     B: hyper::body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -274,18 +484,27 @@ where
     match req.uri().path() {
         HEALTH_PATH if req.method() == Method::GET => text(StatusCode::OK, "ok\n"),
         HEALTH_PATH => not_allowed("GET"),
-        INJECT_PATH if req.method() == Method::POST => inject(req, ctx).await,
-        INJECT_PATH => not_allowed("POST"),
+        INJECT_PATH if req.method() == Method::POST => {
+            answer(req, |body| review(body, &settings.inject)).await
+        }
+        VALIDATE_PATH if req.method() == Method::POST => {
+            answer(req, |body| review_config(body, &settings.validation)).await
+        }
+        INJECT_PATH | VALIDATE_PATH => not_allowed("POST"),
         other => text(
             StatusCode::NOT_FOUND,
             format!(
-                "{other}: not found; the webhook serves POST {INJECT_PATH} and GET {HEALTH_PATH}\n"
+                "{other}: not found; the webhook serves POST {INJECT_PATH}, POST {VALIDATE_PATH} and GET {HEALTH_PATH}\n"
             ),
         ),
     }
 }
 
-async fn inject<B>(req: Request<B>, ctx: &Context) -> Response<Body>
+/// Reads a review from `req` and answers it with `review`.
+async fn answer<B>(
+    req: Request<B>,
+    review: impl FnOnce(&[u8]) -> Result<Vec<u8>, Error>,
+) -> Response<Body>
 where
     B: hyper::body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -326,7 +545,7 @@ where
             );
         }
     };
-    match review(&body, ctx) {
+    match review(&body) {
         Ok(out) => Response::builder()
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(out)))
@@ -347,7 +566,7 @@ where
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    ctx: Arc<Context>,
+    settings: Arc<Settings>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
@@ -380,7 +599,7 @@ pub async fn serve(
         let _ = socket.set_nodelay(true);
         let acceptor = acceptor.clone();
         let builder = builder.clone();
-        let ctx = ctx.clone();
+        let settings = settings.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
                 Ok(Ok(tls)) => tls,
@@ -395,8 +614,8 @@ pub async fn serve(
             };
             drop(permit);
             let svc = hyper::service::service_fn(move |req| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(handle(req, &ctx).await) }
+                let settings = settings.clone();
+                async move { Ok::<_, Infallible>(handle(req, &settings).await) }
             });
             let io = hyper_util::rt::TokioIo::new(tls);
             if let Err(e) = builder.serve_connection(io, svc).await {

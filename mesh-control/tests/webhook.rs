@@ -13,6 +13,8 @@ use mesh_control::webhook;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
 
+mod support;
+
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/admission")
@@ -255,6 +257,91 @@ fn the_request_namespace_decides_the_identity() {
     assert!(message.contains("Bad Namespace"), "{message}");
 }
 
+// === validation ===
+
+/// The validation webhook's answer to `body`, as JSON.
+fn validated(body: &[u8]) -> Value {
+    let options = mesh_api::config::validate::Options::default();
+    let out = webhook::review_config(body, &options).expect("a review is answered");
+    serde_json::from_slice(&out).expect("the answer is JSON")
+}
+
+#[test]
+fn invalid_config_is_denied_with_every_problem_named() {
+    let answer = validated(&fixture("virtualservice-bad-weights.json"));
+    let response = &answer["response"];
+    assert_eq!(response["uid"], "3f1c2b9e-84d7-4e0a-9b6c-5d2e1f0a7c48");
+    assert_eq!(response["allowed"], false, "{answer}");
+    assert_eq!(response["status"]["code"], 422);
+    assert_eq!(response["status"]["reason"], "Invalid");
+    let message = response["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("VirtualService bookinfo/reviews is invalid:"),
+        "{message}"
+    );
+    assert!(message.contains("MSH0101 spec.http[0].route"), "{message}");
+    assert!(message.contains("95"), "{message}");
+    assert!(message.contains("(fix: "), "{message}");
+    // The subsets' DestinationRule may be applied next: a warning, not a denial.
+    assert!(!message.contains("MSH0103"), "{message}");
+    let warnings = response["warnings"].to_string();
+    assert!(warnings.contains("MSH0103"), "{warnings}");
+}
+
+#[test]
+fn valid_config_is_allowed_with_warnings_for_what_needs_the_rest_of_the_mesh() {
+    let answer = validated(&fixture("virtualservice-canary.json"));
+    let response = &answer["response"];
+    assert_eq!(response["allowed"], true, "{answer}");
+    assert!(response.get("patch").is_none(), "{answer}");
+    let warnings: Vec<&str> = response["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.starts_with("MSH0103 spec.http[0].route[")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn an_update_is_checked_like_a_create() {
+    // A principal written with `spiffe://` and an unknown condition key: both named.
+    let answer = validated(&fixture("authorizationpolicy-update.json"));
+    let response = &answer["response"];
+    assert_eq!(response["allowed"], false, "{answer}");
+    let message = response["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("AuthorizationPolicy bookinfo/ratings-viewer is invalid:"),
+        "{message}"
+    );
+    assert!(message.contains("MSH0201"), "{message}");
+    assert!(message.contains("MSH0202"), "{message}");
+    assert!(message.contains("source.nonsense"), "{message}");
+    // The valid header condition is not reported.
+    assert!(!message.contains("x-user"), "{message}");
+}
+
+#[test]
+fn deletes_and_status_updates_are_not_checked() {
+    for name in ["virtualservice-delete.json", "virtualservice-status.json"] {
+        let answer = validated(&fixture(name));
+        assert_eq!(answer["response"]["allowed"], true, "{name}: {answer}");
+        assert!(
+            answer["response"].get("warnings").is_none(),
+            "{name}: {answer}"
+        );
+    }
+    // Pods are not config: the validator lets them through (and the injector them).
+    let answer = validated(&fixture("deployment-pod.json"));
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+}
+
 // === over TLS ===
 
 struct Server {
@@ -297,7 +384,10 @@ async fn start() -> Server {
     tokio::spawn(webhook::serve(
         listener,
         Arc::new(server),
-        Arc::new(ctx()),
+        Arc::new(webhook::Settings {
+            inject: ctx(),
+            ..webhook::Settings::default()
+        }),
         async move {
             let _ = stopped.await;
         },
@@ -326,7 +416,11 @@ async fn tls(
 }
 
 fn post(body: Vec<u8>) -> http::Request<Full<Bytes>> {
-    http::Request::post("https://localhost/inject")
+    post_to("/inject", body)
+}
+
+fn post_to(path: &str, body: Vec<u8>) -> http::Request<Full<Bytes>> {
+    http::Request::post(format!("https://localhost{path}"))
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))
         .unwrap()
@@ -374,6 +468,18 @@ async fn serves_reviews_over_tls_with_http1_and_http2() {
         .await
         .unwrap();
     assert_eq!(garbage.status(), http::StatusCode::BAD_REQUEST);
+
+    // Validation on the same server and connection.
+    let body = fixture("virtualservice-bad-weights.json");
+    let resp = send
+        .send_request(post_to("/validate", body.clone()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), http::StatusCode::OK);
+    let got: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(got, validated(&body));
+    assert_eq!(got["response"]["allowed"], false);
 }
 
 #[tokio::test]
@@ -400,4 +506,123 @@ fn names<'a>(object: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect()
+}
+
+// === in mesh-control ===
+
+/// mesh-control with `--webhook-addr` serves both webhooks with its CA-issued certificate,
+/// valid for the service name the apiserver dials and verified with the trust bundle (the
+/// `caBundle` it writes into the configurations); the `--proxy-*` flags shape injection.
+#[tokio::test]
+async fn mesh_control_serves_the_webhooks_with_a_certificate_the_apiserver_accepts() {
+    let config = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let cp = support::ControlPlane::start(
+        config.path(),
+        state.path(),
+        &[
+            "--webhook-addr",
+            "127.0.0.1:0",
+            "--proxy-image",
+            "registry.local:5000/mesh/mesh-proxy:dev",
+            "--proxy-access-log",
+            "--proxy-trace-sampling",
+            "100",
+        ],
+    )
+    .await;
+    let addr = cp.bound.webhook.expect("the webhook listens");
+
+    let mut roots = rustls::RootCertStore::empty();
+    for root in &cp.ca.bundle().roots {
+        roots.add(root.clone()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(
+            ServerName::try_from("mesh-control.mesh-system.svc").unwrap(),
+            tcp,
+        )
+        .await
+        .expect("the serving certificate is valid for mesh-control.mesh-system.svc");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+
+    let body = fixture("deployment-pod.json");
+    let review: Value = serde_json::from_slice(&body).unwrap();
+    let resp = send.send_request(post(body)).await.unwrap();
+    assert_eq!(resp.status(), http::StatusCode::OK);
+    let answer: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let pod = patched(&review, &answer);
+    let proxy = pod["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == inject::PROXY_CONTAINER)
+        .expect("the proxy is injected");
+    assert_eq!(proxy["image"], "registry.local:5000/mesh/mesh-proxy:dev");
+    let env = proxy["env"].to_string();
+    assert!(env.contains("MESH_ACCESS_LOG"), "{env}");
+    assert!(env.contains("MESH_TRACE_SAMPLING"), "{env}");
+    assert!(env.contains("mesh-control.mesh-system.svc:15012"), "{env}");
+
+    let body = fixture("virtualservice-bad-weights.json");
+    let resp = send.send_request(post_to("/validate", body)).await.unwrap();
+    let answer: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    cp.stop().await;
+}
+
+#[tokio::test]
+async fn bad_proxy_flags_stop_mesh_control_at_start() {
+    use clap::Parser as _;
+    let config = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let argv = [
+        "mesh-control",
+        "--config-dir",
+        config.path().to_str().unwrap(),
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--discovery-addr",
+        "127.0.0.1:0",
+        "--debug-addr",
+        "127.0.0.1:0",
+        "--webhook-addr",
+        "127.0.0.1:0",
+        "--proxy-memory-limit",
+        "lots",
+    ];
+    let cli = mesh_control::cli::Cli::try_parse_from(argv).unwrap();
+    let err = mesh_control::app::App::build(cli.server).await.unwrap_err();
+    let message = format!("{err:#}");
+    assert!(message.contains("--proxy-memory-limit"), "{message}");
+    assert!(message.contains("\"lots\""), "{message}");
+    assert!(message.contains("64Mi"), "{message}");
+
+    let argv = [
+        "mesh-control",
+        "--config-dir",
+        config.path().to_str().unwrap(),
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--injector-config",
+        "mesh-sidecar-injector",
+    ];
+    let cli = mesh_control::cli::Cli::try_parse_from(argv).unwrap();
+    let err = mesh_control::app::App::build(cli.server).await.unwrap_err();
+    let message = format!("{err:#}");
+    assert!(message.contains("--injector-config"), "{message}");
+    assert!(message.contains("--kubernetes"), "{message}");
 }

@@ -348,6 +348,9 @@ fn context_settings_reach_the_containers() {
         control_plane_addr: "10.0.0.1:15012".to_owned(),
         trust_domain: "example.org".to_owned(),
         log_level: "debug".to_owned(),
+        access_log: true,
+        trace_sampling: Some(100.0),
+        trace_collector: Some("http://otel.observability:4317".to_owned()),
         ..Context::default()
     };
     let (pod, _) = injected(inject_pod(&mk_pod(&[]), &ctx));
@@ -370,6 +373,34 @@ fn context_settings_reach_the_containers() {
         "spiffe://example.org/ns/mesh-system/sa/mesh-control"
     );
     assert_eq!(env["MESH_LOG"], "debug");
+    assert_eq!(env["MESH_ACCESS_LOG"], "true");
+    assert_eq!(env["MESH_TRACE_SAMPLING"], "100");
+    assert_eq!(
+        env["MESH_TRACE_COLLECTOR"],
+        "http://otel.observability:4317"
+    );
+    // Off by default: the proxy's own defaults apply.
+    let (plain, _) = injected(inject_pod(&mk_pod(&[]), &Context::default()));
+    let plain = plain.spec.unwrap();
+    let names: Vec<&str> = container(plain.init_containers.as_ref(), PROXY_CONTAINER)
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    for absent in [
+        "MESH_ACCESS_LOG",
+        "MESH_TRACE_SAMPLING",
+        "MESH_TRACE_COLLECTOR",
+    ] {
+        assert!(!names.contains(&absent), "{absent} in {names:?}");
+    }
+    let bad_sampling = Context {
+        trace_sampling: Some(150.0),
+        ..Context::default()
+    };
+    let err = inject_pod(&mk_pod(&[]), &bad_sampling).unwrap_err();
+    assert!(err.to_string().contains("150"), "{err}");
 
     let bad = Context {
         trust_domain: "Not A Domain".to_owned(),

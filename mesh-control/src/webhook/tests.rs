@@ -111,7 +111,7 @@ fn request(method: Method, path: &str, content_type: Option<&str>, body: Bytes) 
 }
 
 async fn status_of(req: Request<Body>) -> StatusCode {
-    handle(req, &Context::default()).await.status()
+    handle(req, &Settings::default()).await.status()
 }
 
 #[tokio::test]
@@ -127,7 +127,7 @@ async fn routes_methods_and_media_types() {
     );
     let wrong = handle(
         request(Method::GET, "/inject", None, empty()),
-        &Context::default(),
+        &Settings::default(),
     )
     .await;
     assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
@@ -180,4 +180,65 @@ async fn bodies_over_the_limit_are_413_without_a_content_length() {
     let at_limit = Bytes::from(vec![b' '; MAX_BODY]);
     let req = request(Method::POST, "/inject", Some("application/json"), at_limit);
     assert_eq!(status_of(req).await, StatusCode::BAD_REQUEST);
+}
+
+// === flags ===
+
+#[test]
+fn quantities_are_checked_as_kubernetes_reads_them() {
+    for ok in [
+        "10m",
+        "0.5",
+        "64Mi",
+        "1Gi",
+        "128974848",
+        "1e3",
+        "1E+3",
+        "100k",
+        "+1",
+    ] {
+        assert!(valid_quantity(ok), "{ok}");
+    }
+    for bad in [
+        "", "lots", "10 m", "1.2.3", "Mi", "10mb", "1e", "10KiB", "-",
+    ] {
+        assert!(!valid_quantity(bad), "{bad}");
+    }
+}
+
+#[test]
+fn native_sidecars_follow_the_flag_then_the_cluster() {
+    use clap::Parser as _;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        webhook: Args,
+    }
+    let settings = |argv: &[&str], cluster: bool| {
+        let cli = Cli::try_parse_from(std::iter::once("mesh-control").chain(argv.iter().copied()))
+            .unwrap();
+        cli.webhook
+            .settings("example.org", "mesh", cluster)
+            .unwrap()
+    };
+    assert!(settings(&[], true).inject.native_sidecars);
+    assert!(!settings(&[], false).inject.native_sidecars);
+    assert!(
+        settings(&["--native-sidecars", "always"], false)
+            .inject
+            .native_sidecars
+    );
+    assert!(
+        !settings(&["--native-sidecars", "never"], true)
+            .inject
+            .native_sidecars
+    );
+
+    let s = settings(&[], true);
+    assert_eq!(s.inject.control_plane_addr, "mesh-control.mesh.svc:15012");
+    assert_eq!(
+        s.inject.control_plane_identity.unwrap().as_str(),
+        "spiffe://example.org/ns/mesh/sa/mesh-control"
+    );
+    assert_eq!(s.validation.trust_domain, "example.org");
 }
