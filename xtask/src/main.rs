@@ -5,6 +5,8 @@
 //! - `codegen`: regenerate committed generated code (protobuf, CRD YAML), or `--check` that
 //!   it is fresh.
 //! - `ci`: everything CI checks (fmt, clippy, codegen, all tests with e2e required).
+//! - `bench`: the data-plane and control-plane benchmarks.
+//! - `images`: the container images, with docker or podman when one is there.
 
 use std::process::ExitCode;
 
@@ -13,6 +15,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod ci;
 mod codegen;
+mod images;
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +35,8 @@ enum Command {
     Ci(ci::Args),
     /// Data-plane benchmark: latency, throughput, CPU and RSS of mesh vs direct vs HAProxy.
     Bench(bench::Args),
+    /// Build the mesh-control and mesh-proxy container images (docker or podman).
+    Images(images::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +44,7 @@ fn main() -> ExitCode {
         Command::Codegen(args) => codegen::run(&codegen::workspace_root(), args.check),
         Command::Ci(args) => ci::run(&codegen::workspace_root(), &args),
         Command::Bench(args) => bench::run(&codegen::workspace_root(), &args),
+        Command::Images(args) => images::run(&codegen::workspace_root(), &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
