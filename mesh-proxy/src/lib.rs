@@ -2,7 +2,7 @@
 //!
 //! One binary, several roles: `mesh-proxy init` installs the traffic-capture rules in a
 //! pod's network namespace ([`init`]); `mesh-proxy run` is the sidecar next to an
-//! application ([`app`]).
+//! application ([`app`]); `mesh-proxy wait` blocks until it is ready ([`wait`]).
 //!
 //! The request path, client side to server side:
 //!
@@ -50,6 +50,7 @@ pub mod sockopt;
 pub mod state;
 pub mod telemetry;
 pub mod transport;
+pub mod wait;
 
 /// The mesh proxy.
 #[derive(Debug, Parser)]
@@ -68,6 +69,9 @@ pub enum Command {
     Init(init::Args),
     /// Run the proxy as a sidecar.
     Run(Box<app::Args>),
+    /// Wait until the proxy is ready (classic sidecars' `postStart` hook holds the
+    /// application's start with it).
+    Wait(wait::Args),
 }
 
 /// Runs a parsed command line.
@@ -75,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init(args) => init::run(&args),
         Command::Run(args) => run_proxy(*args),
+        Command::Wait(args) => wait::run(&args),
     }
 }
 
