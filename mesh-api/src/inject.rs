@@ -26,7 +26,8 @@
 //!   environment (`POD_NAME`, `POD_NAMESPACE`, `POD_IP` and `SERVICE_ACCOUNT` from the
 //!   downward API; `MESH_CONTROL_ADDR`, `MESH_TRUST_DOMAIN`, `MESH_CONTROL_PLANE_IDENTITY`,
 //!   `MESH_LOG`, `MESH_TOKEN_FILE`, `MESH_CA_BUNDLE`, and per the [`Context`]
-//!   `MESH_ACCESS_LOG`, `MESH_TRACE_SAMPLING`, `MESH_TRACE_COLLECTOR`), the pod's labels as `--label KEY=VALUE`
+//!   `MESH_ACCESS_LOG`, `MESH_TRACE_SAMPLING`, `MESH_TRACE_COLLECTOR`; `MESH_APP_PROBES`
+//!   when probes are rewritten, see below), the pod's labels as `--label KEY=VALUE`
 //!   arguments, a projected ServiceAccount token (audience `mesh-control`, 12 h) in
 //!   `/var/run/secrets/tokens` and the `mesh-root-cert` ConfigMap (`root-cert.pem`, which the
 //!   control plane publishes into meshed namespaces) in `/var/run/secrets/mesh`.
@@ -45,27 +46,38 @@
 //! probe on `/healthz/ready`: the kubelet starts the application containers (and any
 //! later init containers) only once the proxy has its certificate and config, and a Job's
 //! pod completes when its application exits. Before 1.29 the proxy is the *first*
-//! container, with no start-up ordering (the proxy has no "wait until ready" command and
-//! the image no shell for a `postStart` hook), so the [`Outcome`] carries honest warnings:
-//! the application may start before the proxy is ready, and a pod that runs to completion
-//! (`restartPolicy` `Never` or `OnFailure`: a Job's) does not complete until the proxy is
-//! told to quit (`POST localhost:15000/quitquitquit`). In classic mode the
-//! pod's own init containers run before `mesh-init`, i.e. outside the mesh (plaintext,
-//! which servers under STRICT mTLS refuse); that is warned about too.
+//! container with a `postStart` hook running `mesh-proxy wait`: the kubelet starts the
+//! application container only when the hook returns, i.e. once the proxy is ready (Istio's
+//! `holdApplicationUntilProxyStarts`). The [`Outcome`] carries honest warnings: a pod that
+//! runs to completion (`restartPolicy` `Never` or `OnFailure`: a Job's) does not complete
+//! until the proxy is told to quit (`POST localhost:15000/quitquitquit`), and the pod's own
+//! init containers run before `mesh-init`, i.e. outside the mesh (plaintext, which servers
+//! under STRICT mTLS refuse).
 //!
 //! # Probes under STRICT mTLS
 //!
 //! The kubelet probes from the node, in plaintext, to the pod's IP; captured, a probe would
-//! reach the proxy and be refused under STRICT mTLS. Istio rewrites probes to go through its
-//! agent; we take the simplest correct route: the ports of the application containers'
-//! `httpGet`, `tcpSocket` and `grpc` probes (named ports resolved through the container's
-//! `ports`; probes with an explicit `host` are left alone) are added to `mesh-init`'s
-//! `--exclude-inbound-ports`, so the kubelet reaches the application directly, and they are
-//! listed in the annotation `sidecar.mesh.dev/probe-ports`. The trade-off: an excluded
-//! port bypasses the proxy for *every* client, so a probe on the port that also serves
-//! traffic makes that port plaintext and unauthorized (no mTLS, no AuthorizationPolicy).
-//! Serve probes on a separate port (a management or health port) to keep the service port
-//! meshed; injection cannot see Services, so it cannot warn about this case.
+//! reach the proxy and be refused under STRICT mTLS. Excluding the probed ports from
+//! capture would make them bypass the proxy for *every* client (a probe on the serving
+//! port, the common case, would make the service plaintext and unauthorized), so, as
+//! Istio does, injection rewrites the probes to go through the proxy ([`probe`]): each
+//! `livenessProbe`, `readinessProbe` and `startupProbe` of an application container (and,
+//! with native sidecars, of the pod's own sidecar init containers) that is `httpGet`,
+//! `tcpSocket` or `grpc` becomes `httpGet :15021/app-health/<container>/<livez|readyz|startupz>`
+//! with its timing fields kept, and the originals, named ports resolved through the
+//! container's `ports`, go to the proxy as JSON [`AppProbes`] in `MESH_APP_PROBES`. The
+//! proxy (uid 1337, not captured) runs each original probe against 127.0.0.1 and answers
+//! with its result, so the application must listen on localhost (or all addresses).
+//!
+//! Left as they are: `exec` probes, probes with an explicit `host` (they go elsewhere),
+//! probes on the proxy's own ports, and probes whose named port the container does not
+//! have (a warning: the kubelet cannot probe them either).
+//!
+//! Opt out with the pod annotation `sidecar.mesh.dev/rewriteAppProbers: "false"`: the
+//! probes are left untouched, so under STRICT mTLS the proxy refuses the kubelet's
+//! plaintext probes and the pod never becomes ready, unless the probed ports are excluded
+//! from capture with `traffic.sidecar.mesh.dev/excludeInboundPorts` (which makes them
+//! bypass the proxy for every client).
 //!
 //! # Not covered
 //!
@@ -74,15 +86,16 @@
 //! the labels at injection time; label changes on a running pod are not seen by its proxy.
 
 mod exclude;
+pub mod probe;
 mod yaml;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, KeyToPath, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, Probe,
-    ProjectedVolumeSource, ResourceRequirements, SecurityContext, ServiceAccountTokenProjection,
-    Volume, VolumeMount, VolumeProjection,
+    ExecAction, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, ObjectFieldSelector, Pod,
+    PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SecurityContext,
+    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -92,6 +105,7 @@ use serde::{Deserialize, Serialize};
 use crate::spiffe::{self, DEFAULT_TRUST_DOMAIN, SpiffeId};
 
 use self::exclude::{CIDRS_FORM, PORTS_FORM};
+pub use self::probe::{APP_PROBES_ENV, AppProbe, AppProbes};
 pub use self::yaml::{DocumentReport, DocumentResult, YamlError, YamlOutput, inject_yaml};
 use crate::capture::{self, Cidr, PortRange};
 
@@ -147,8 +161,9 @@ pub const READY_PATH: &str = "/healthz/ready";
 pub const INJECT_ANNOTATION: &str = "sidecar.mesh.dev/inject";
 /// The injection record, JSON [`Status`].
 pub const STATUS_ANNOTATION: &str = "sidecar.mesh.dev/status";
-/// The probe ports excluded from inbound capture (written by injection).
-pub const PROBE_PORTS_ANNOTATION: &str = "sidecar.mesh.dev/probe-ports";
+/// `"false"` leaves the application's probes as they are instead of rewriting them through
+/// the proxy (`"true"`, the default, rewrites them); see the module documentation.
+pub const REWRITE_PROBES_ANNOTATION: &str = "sidecar.mesh.dev/rewriteAppProbers";
 /// Inbound ports (and ranges) the capture rules leave alone.
 pub const EXCLUDE_INBOUND_PORTS_ANNOTATION: &str = "traffic.sidecar.mesh.dev/excludeInboundPorts";
 /// Outbound destination ports (and ranges) the capture rules leave alone.
@@ -534,7 +549,7 @@ fn inject_parts(
             })
         })
     };
-    let mut exclude_inbound = port_annotation(EXCLUDE_INBOUND_PORTS_ANNOTATION)?;
+    let exclude_inbound = port_annotation(EXCLUDE_INBOUND_PORTS_ANNOTATION)?;
     let exclude_outbound = port_annotation(EXCLUDE_OUTBOUND_PORTS_ANNOTATION)?;
     let exclude_cidrs = match annotations.get(EXCLUDE_OUTBOUND_IP_RANGES_ANNOTATION) {
         None => Vec::new(),
@@ -548,13 +563,29 @@ fn inject_parts(
         }
     };
 
+    let rewrite_probes = match annotations.get(REWRITE_PROBES_ANNOTATION) {
+        None => true,
+        Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                return Err(InjectError::InvalidAnnotation {
+                    annotation: REWRITE_PROBES_ANNOTATION,
+                    value: value.clone(),
+                    reason: "not a boolean".to_owned(),
+                    expected: "\"true\" (rewrite probes through the proxy) or \"false\"",
+                });
+            }
+        },
+    };
+
     let mut warnings = Vec::new();
-    let probe_ports = probe_ports(spec, &mut warnings);
-    for &port in &probe_ports {
-        if !exclude_inbound.iter().any(|r| r.contains(port)) {
-            exclude_inbound.extend(PortRange::single(port));
-        }
-    }
+    let mut spec = spec.clone();
+    let app_probes = if rewrite_probes {
+        rewrite_app_probes(&mut spec, ctx.native_sidecars, &mut warnings)
+    } else {
+        AppProbes::default()
+    };
 
     // Metadata: the label first, since the proxy's `--label` arguments include it.
     let mut meta = meta.clone();
@@ -563,9 +594,8 @@ fn inject_parts(
     let labels = labels.clone();
 
     let init = init_container(ctx, &exclude_inbound, &exclude_outbound, &exclude_cidrs);
-    let proxy = proxy_container(ctx, &control_plane_identity, &labels);
+    let proxy = proxy_container(ctx, &control_plane_identity, &labels, &app_probes);
 
-    let mut spec = spec.clone();
     let user_init: Vec<String> = init_containers.iter().map(|c| c.name.clone()).collect();
     let status = if ctx.native_sidecars {
         let mut inits = vec![init, proxy];
@@ -582,11 +612,6 @@ fn inject_parts(
         // must not be captured.
         spec.init_containers.get_or_insert_with(Vec::new).push(init);
         spec.containers.insert(0, proxy);
-        warnings.push(
-            "Kubernetes < 1.29 (no native sidecars): the application may start before the \
-             proxy is ready, so its first connections can fail"
-                .to_owned(),
-        );
         if matches!(spec.restart_policy.as_deref(), Some("Never" | "OnFailure")) {
             warnings.push(
                 "without native sidecars a pod that runs to completion (restartPolicy \
@@ -617,16 +642,6 @@ fn inject_parts(
         STATUS_ANNOTATION.to_owned(),
         serde_json::to_string(&status).expect("a status serializes"),
     );
-    if !probe_ports.is_empty() {
-        annotations.insert(
-            PROBE_PORTS_ANNOTATION.to_owned(),
-            probe_ports
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-    }
     let own_scrape = [PROMETHEUS_SCRAPE, PROMETHEUS_PORT, PROMETHEUS_PATH]
         .iter()
         .any(|k| annotations.contains_key(*k));
@@ -659,64 +674,145 @@ fn reserved(what: &'static str, name: &str) -> InjectError {
     }
 }
 
-/// The ports the kubelet probes in the application's containers.
-fn probe_ports(spec: &PodSpec, warnings: &mut Vec<String>) -> BTreeSet<u16> {
-    let mut ports = BTreeSet::new();
-    let containers = spec
+/// Rewrites the application's probes through the proxy's health port (see the module
+/// documentation) and returns the originals. The pod's own sidecar init containers
+/// (`restartPolicy: Always`) are rewritten only with native sidecars, where the proxy
+/// starts before them; in classic mode the proxy starts after all init containers, so a
+/// rewritten startup probe would never succeed.
+fn rewrite_app_probes(
+    spec: &mut PodSpec,
+    native_sidecars: bool,
+    warnings: &mut Vec<String>,
+) -> AppProbes {
+    let mut originals = AppProbes::default();
+    let sidecars = spec
         .init_containers
-        .iter()
+        .iter_mut()
         .flatten()
-        .chain(&spec.containers);
-    for c in containers {
+        .filter(|c| native_sidecars && c.restart_policy.as_deref() == Some("Always"));
+    for c in sidecars.chain(&mut spec.containers) {
+        let Container {
+            name,
+            ports,
+            liveness_probe,
+            readiness_probe,
+            startup_probe,
+            ..
+        } = c;
         let probes = [
-            ("liveness", &c.liveness_probe),
-            ("readiness", &c.readiness_probe),
-            ("startup", &c.startup_probe),
+            ("liveness", "livez", liveness_probe),
+            ("readiness", "readyz", readiness_probe),
+            ("startup", "startupz", startup_probe),
         ];
-        for (kind, probe) in probes {
+        for (kind, suffix, probe) in probes {
             let Some(probe) = probe else { continue };
-            let port = if let Some(http) = &probe.http_get {
-                if http.host.as_deref().is_some_and(|h| !h.is_empty()) {
+            let resolve_port = |port: &IntOrString| match port {
+                IntOrString::Int(n) => u16::try_from(*n).ok().filter(|p| *p != 0),
+                IntOrString::String(port_name) => ports
+                    .iter()
+                    .flatten()
+                    .find(|p| p.name.as_deref() == Some(port_name.as_str()))
+                    .and_then(|p| u16::try_from(p.container_port).ok()),
+            };
+            let has_host = |host: &Option<String>| host.as_deref().is_some_and(|h| !h.is_empty());
+            let (port, handler) = if let Some(http) = &probe.http_get {
+                if has_host(&http.host) {
                     continue;
                 }
-                http.port.clone()
+                let handler = resolve_port(&http.port).map(|port| {
+                    probe::Handler::HttpGet(probe::HttpGet {
+                        path: http
+                            .path
+                            .clone()
+                            .filter(|p| !p.is_empty())
+                            .unwrap_or_else(|| "/".to_owned()),
+                        port,
+                        scheme: if http.scheme.as_deref() == Some("HTTPS") {
+                            probe::Scheme::Https
+                        } else {
+                            probe::Scheme::Http
+                        },
+                        http_headers: http
+                            .http_headers
+                            .iter()
+                            .flatten()
+                            .map(|h| probe::HttpHeader {
+                                name: h.name.clone(),
+                                value: h.value.clone(),
+                            })
+                            .collect(),
+                    })
+                });
+                (http.port.clone(), handler)
             } else if let Some(tcp) = &probe.tcp_socket {
-                if tcp.host.as_deref().is_some_and(|h| !h.is_empty()) {
+                if has_host(&tcp.host) {
                     continue;
                 }
-                tcp.port.clone()
+                let handler = resolve_port(&tcp.port)
+                    .map(|port| probe::Handler::TcpSocket(probe::TcpSocket { port }));
+                (tcp.port.clone(), handler)
             } else if let Some(grpc) = &probe.grpc {
-                IntOrString::Int(grpc.port)
+                let handler = u16::try_from(grpc.port)
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .map(|port| {
+                        probe::Handler::Grpc(probe::Grpc {
+                            port,
+                            service: grpc.service.clone().filter(|s| !s.is_empty()),
+                        })
+                    });
+                (IntOrString::Int(grpc.port), handler)
             } else {
                 continue;
             };
-            let resolved = match &port {
-                IntOrString::Int(n) => u16::try_from(*n).ok().filter(|p| *p != 0),
-                IntOrString::String(name) => c
-                    .ports
-                    .iter()
-                    .flatten()
-                    .find(|p| p.name.as_deref() == Some(name.as_str()))
-                    .and_then(|p| u16::try_from(p.container_port).ok()),
+            let Some(handler) = handler else {
+                warnings.push(unknown_probe_port(name, kind, &port));
+                continue;
             };
-            match resolved {
-                Some(p) if [MESH_PORT, METRICS_PORT, HEALTH_PORT, ADMIN_PORT].contains(&p) => {}
-                Some(p) => {
-                    ports.insert(p);
-                }
-                None => warnings.push(format!(
-                    "container {}: the {kind} probe's port {} is not a port of the container, \
-                     so it is not excluded from capture (and the kubelet cannot probe it)",
-                    c.name,
-                    match &port {
-                        IntOrString::Int(n) => n.to_string(),
-                        IntOrString::String(s) => format!("{s:?}"),
-                    }
-                )),
+            let target = match &handler {
+                probe::Handler::HttpGet(h) => h.port,
+                probe::Handler::TcpSocket(t) => t.port,
+                probe::Handler::Grpc(g) => g.port,
+            };
+            if [MESH_PORT, METRICS_PORT, HEALTH_PORT, ADMIN_PORT].contains(&target) {
+                continue;
             }
+            let path = probe::app_health_path(name, suffix);
+            let timeout_seconds = probe
+                .timeout_seconds
+                .and_then(|t| u32::try_from(t).ok())
+                .unwrap_or(probe::DEFAULT_TIMEOUT_SECONDS)
+                .max(1);
+            originals.insert(
+                path.clone(),
+                AppProbe {
+                    handler,
+                    timeout_seconds,
+                },
+            );
+            // Only the handler changes: the timing fields stay as they are.
+            probe.http_get = Some(HTTPGetAction {
+                path: Some(path),
+                port: IntOrString::Int(i32::from(HEALTH_PORT)),
+                scheme: Some("HTTP".to_owned()),
+                ..HTTPGetAction::default()
+            });
+            probe.tcp_socket = None;
+            probe.grpc = None;
         }
     }
-    ports
+    originals
+}
+
+fn unknown_probe_port(container: &str, kind: &str, port: &IntOrString) -> String {
+    format!(
+        "container {container}: the {kind} probe's port {} is not a port of the container, \
+         so the probe is left as it is (and the kubelet cannot probe it)",
+        match port {
+            IntOrString::Int(n) => n.to_string(),
+            IntOrString::String(s) => format!("{s:?}"),
+        }
+    )
 }
 
 fn init_container(
@@ -767,6 +863,7 @@ fn proxy_container(
     ctx: &Context,
     control_plane_identity: &SpiffeId,
     labels: &BTreeMap<String, String>,
+    app_probes: &AppProbes,
 ) -> Container {
     let mut args = vec!["run".to_owned()];
     for (k, v) in labels {
@@ -836,6 +933,9 @@ fn proxy_container(
     if let Some(c) = &ctx.trace_collector {
         env.push(value("MESH_TRACE_COLLECTOR", c));
     }
+    if !app_probes.is_empty() {
+        env.push(value(APP_PROBES_ENV, &app_probes.to_json()));
+    }
     Container {
         name: PROXY_CONTAINER.to_owned(),
         image: Some(ctx.image.clone()),
@@ -851,6 +951,17 @@ fn proxy_container(
         // to 10 minutes for the first certificate and config).
         startup_probe: ctx.native_sidecars.then(|| ready(1, 600)),
         restart_policy: ctx.native_sidecars.then(|| "Always".to_owned()),
+        // Classic sidecar: the kubelet starts the next container (the application) only
+        // when this hook returns, i.e. once the proxy is ready.
+        lifecycle: (!ctx.native_sidecars).then(|| Lifecycle {
+            post_start: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(vec![PROXY_CONTAINER.to_owned(), "wait".to_owned()]),
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
         resources: Some(ctx.resources.clone()),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),

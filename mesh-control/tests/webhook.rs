@@ -166,25 +166,50 @@ fn a_job_pod_is_injected_and_classic_mode_warns_about_completion() {
 }
 
 #[test]
-fn probe_ports_are_excluded_from_inbound_capture() {
+fn probes_are_rewritten_through_the_proxy() {
     let object = check_injected("probes-pod.json", &ctx());
-    let args: Vec<&str> = container(&object, "initContainers", "mesh-init")["args"]
+    let args = &container(&object, "initContainers", "mesh-init")["args"];
+    assert_eq!(
+        args,
+        &serde_json::json!(["init"]),
+        "no port excluded from capture"
+    );
+    // The liveness probe's named port "health" is 8086; readiness is tcpSocket 8087; the
+    // startup probe names a host, so it is left as it is.
+    let server = container(&object, "containers", "server");
+    for (probe, path) in [
+        ("livenessProbe", "/app-health/server/livez"),
+        ("readinessProbe", "/app-health/server/readyz"),
+    ] {
+        assert_eq!(
+            server[probe]["httpGet"],
+            serde_json::json!({"path": path, "port": 15021, "scheme": "HTTP"}),
+            "{probe}"
+        );
+        assert_eq!(server[probe]["periodSeconds"], 10, "{probe}");
+        assert!(server[probe].get("tcpSocket").is_none(), "{probe}");
+    }
+    assert_eq!(server["startupProbe"]["httpGet"]["port"], 9999);
+    assert_eq!(server["startupProbe"]["httpGet"]["host"], "10.0.0.9");
+    let env = container(&object, "initContainers", "mesh-proxy")["env"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    let at = args
-        .iter()
-        .position(|a| *a == "--exclude-inbound-ports")
-        .unwrap_or_else(|| panic!("no --exclude-inbound-ports in {args:?}"));
-    let ports: Vec<&str> = args[at + 1].split(',').collect();
-    // The liveness probe's named port "health" is 8086; readiness is 8087; the startup
-    // probe names a host, so 9999 is not excluded.
-    assert!(ports.contains(&"8086"), "{ports:?}");
-    assert!(ports.contains(&"8087"), "{ports:?}");
-    assert!(!ports.contains(&"9999"), "{ports:?}");
-    assert!(!ports.contains(&"7070"), "{ports:?}");
+        .find(|e| e["name"] == "MESH_APP_PROBES")
+        .unwrap_or_else(|| panic!("no MESH_APP_PROBES in the proxy's env"))["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&env).unwrap(),
+        serde_json::json!({
+            "/app-health/server/livez": {
+                "httpGet": {"path": "/live", "port": 8086, "scheme": "HTTP"},
+                "timeoutSeconds": 1,
+            },
+            "/app-health/server/readyz": {"tcpSocket": {"port": 8087}, "timeoutSeconds": 1},
+        })
+    );
 }
 
 #[test]

@@ -9,7 +9,9 @@
 //!   (asks the proxy to shut down gracefully), `GET /ready`, `GET /stats/prometheus`.
 //! - [`serve_metrics`]: `GET /metrics`, for Prometheus.
 //! - [`serve_health`]: `GET /healthz/ready`, for the kubelet: `200 ready` or `503 <reason>`
-//!   from a shared [`Readiness`].
+//!   from a shared [`Readiness`]; and `GET /app-health/<container>/<kind>`, the
+//!   application's own probes rewritten through the proxy by sidecar injection
+//!   ([`AdminState::set_app_probes`], the [`app_probe`] module).
 //!
 //! Each server takes a listener the caller bound (so tests use port 0 and the caller decides
 //! the address: the admin port must be bound to 127.0.0.1), speaks HTTP/1.1 and HTTP/2
@@ -28,6 +30,7 @@
 //! its address and connection state to `/config_dump` as `control_plane`; the workload
 //! certificate's state is there as `identity` ([`AdminState::set_identity`]).
 
+pub mod app_probe;
 mod query;
 mod routes;
 mod server;
@@ -40,7 +43,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mesh_api::model::ProxyConfig;
+use mesh_api::{inject::AppProbes, model::ProxyConfig};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::{net::TcpListener, sync::watch};
 
@@ -222,6 +225,7 @@ struct StateInner {
     shutdown: watch::Sender<bool>,
     control_plane: OnceLock<ControlPlaneView>,
     identity: OnceLock<ControlPlaneView>,
+    app_probes: OnceLock<Arc<AppProbes>>,
 }
 
 impl AdminState {
@@ -250,6 +254,7 @@ impl AdminState {
                 shutdown,
                 control_plane: OnceLock::new(),
                 identity: OnceLock::new(),
+                app_probes: OnceLock::new(),
             }),
         }
     }
@@ -264,6 +269,13 @@ impl AdminState {
     /// state) to `/config_dump` (as `identity`). Only the first call counts.
     pub fn set_identity(&self, view: ControlPlaneView) {
         let _ = self.inner.identity.set(view);
+    }
+
+    /// Has the health server answer `GET /app-health/<container>/<kind>` for each of
+    /// `probes` by running the original probe against the application (see [`app_probe`]).
+    /// Only the first call counts; without one, every `/app-health/...` path is 404.
+    pub fn set_app_probes(&self, probes: AppProbes) {
+        let _ = self.inner.app_probes.set(Arc::new(probes));
     }
 
     /// The readiness handle.
@@ -310,14 +322,25 @@ pub async fn serve_metrics(
     server::serve("metrics", listener, handler, shutdown).await;
 }
 
-/// Serves `GET /healthz/ready` on `listener` until `shutdown` completes.
+/// Serves `GET /healthz/ready`, and the application probes of
+/// [`AdminState::set_app_probes`] under `/app-health/`, on `listener` until `shutdown`
+/// completes.
 pub async fn serve_health(
     listener: TcpListener,
     state: AdminState,
     shutdown: impl Future<Output = ()>,
 ) {
-    let readiness = state.inner.readiness.clone();
-    let handler = move |parts| routes::health(readiness.clone(), parts);
+    let handler = move |parts: http::request::Parts| {
+        let state = state.clone();
+        async move {
+            if parts.uri.path().starts_with(app_probe::PREFIX) {
+                let probes = state.inner.app_probes.get().cloned().unwrap_or_default();
+                app_probe::answer(&probes, &parts).await
+            } else {
+                routes::health(state.inner.readiness.clone(), parts).await
+            }
+        }
+    };
     server::serve("health", listener, handler, shutdown).await;
 }
 

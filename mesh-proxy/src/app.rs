@@ -89,9 +89,19 @@ pub struct Args {
     /// The Prometheus metrics server.
     #[arg(long, default_value = "0.0.0.0:15020")]
     pub metrics: SocketAddr,
-    /// The health server (`/healthz/ready`).
+    /// The health server (`/healthz/ready`, and `/app-health/...` for `--app-probes`).
     #[arg(long, default_value = "0.0.0.0:15021")]
     pub health: SocketAddr,
+    /// The application's original probes, which the health server runs against
+    /// 127.0.0.1 when the kubelet asks for their `/app-health/<container>/<kind>` path
+    /// (JSON `mesh_api::inject::AppProbes`, written by sidecar injection).
+    #[arg(
+        long,
+        env = "MESH_APP_PROBES",
+        value_name = "JSON",
+        value_parser = mesh_api::inject::AppProbes::parse
+    )]
+    pub app_probes: Option<mesh_api::inject::AppProbes>,
     /// Where the application listens; inbound traffic is forwarded there.
     #[arg(long, default_value = "127.0.0.1")]
     pub app_host: IpAddr,
@@ -601,6 +611,13 @@ impl App {
                     client.run(run_stop).await;
                 });
             }
+        }
+        if let Some(probes) = args.app_probes.clone().filter(|p| !p.is_empty()) {
+            tracing::info!(
+                paths = ?probes.iter().map(|(path, _)| path).collect::<Vec<_>>(),
+                "serving application probes"
+            );
+            admin_state.set_app_probes(probes);
         }
         tasks.spawn(admin::serve_health(
             listeners.health,

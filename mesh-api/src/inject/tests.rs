@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, ExecAction, GRPCAction, HTTPGetAction, Pod, PodSpec, PodTemplateSpec,
-    Probe, TCPSocketAction, Volume,
+    Container, ContainerPort, ExecAction, GRPCAction, HTTPGetAction, HTTPHeader, Pod, PodSpec,
+    PodTemplateSpec, Probe, TCPSocketAction, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -306,7 +306,15 @@ fn classic_sidecar_comes_first_in_containers_with_warnings() {
     let proxy = &spec(&t).containers[0];
     assert_eq!(proxy.restart_policy, None);
     assert_eq!(proxy.startup_probe, None);
-    assert_eq!(proxy.lifecycle, None);
+    // The application starts only once the proxy is ready: the kubelet waits for the
+    // first container's postStart hook.
+    let hook = proxy
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.post_start.as_ref())
+        .and_then(|h| h.exec.as_ref())
+        .and_then(|e| e.command.clone());
+    assert_eq!(hook, Some(vec!["mesh-proxy".to_owned(), "wait".to_owned()]));
     assert!(proxy.readiness_probe.is_some());
     let meta = t.metadata.as_ref().unwrap();
     assert_eq!(annotation(meta, DEFAULT_CONTAINER_ANNOTATION), Some("app"));
@@ -314,15 +322,20 @@ fn classic_sidecar_comes_first_in_containers_with_warnings() {
         Status::of(meta).unwrap().containers,
         [PROXY_CONTAINER.to_owned()]
     );
-    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
     assert!(
-        warnings[0].contains("1.29") && warnings[0].contains("before the proxy is ready"),
+        warnings[0].contains("migrate") && warnings[0].contains("outside the mesh"),
         "{warnings:#?}"
     );
-    assert!(
-        warnings[1].contains("migrate") && warnings[1].contains("outside the mesh"),
-        "{warnings:#?}"
-    );
+    // Native sidecars need no hook: the startup probe orders the start.
+    let (native, _) = injected(inject_template(template, &Context::default()));
+    let proxy = spec(&native)
+        .init_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == PROXY_CONTAINER)
+        .unwrap();
+    assert_eq!(proxy.lifecycle, None);
 }
 
 #[test]
@@ -629,44 +642,86 @@ fn probe_http(port: IntOrString, host: Option<&str>) -> Probe {
     }
 }
 
-/// httpGet (named), tcpSocket (numeric) and grpc probe ports are excluded from inbound
-/// capture and listed; probes with a host, exec probes and the proxy's ports are not;
-/// a port name the container does not have is a warning.
+/// The rewritten form of a probe: only the handler changes.
+fn rewritten(path: &str, timing: &Probe) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(15021),
+            scheme: Some("HTTP".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        tcp_socket: None,
+        grpc: None,
+        ..timing.clone()
+    }
+}
+
+fn proxy_env<'a>(t: &'a PodTemplateSpec, name: &str) -> Option<&'a str> {
+    container(spec(t).init_containers.as_ref(), PROXY_CONTAINER)
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.as_deref())
+}
+
+/// httpGet (named port, headers, HTTPS), tcpSocket and grpc probes go through the proxy's
+/// health port with their timing kept, and the originals reach the proxy as
+/// `MESH_APP_PROBES`; probes with a host, exec probes, probes on the proxy's ports and
+/// unknown named ports are left alone (the last with a warning); no port is excluded
+/// from capture but the user's own.
 #[test]
-fn probe_ports_are_excluded_from_inbound_capture() {
+fn probes_are_rewritten_through_the_proxy() {
     let mut t = mk_template(
         &[("app", "web")],
         &[(EXCLUDE_INBOUND_PORTS_ANNOTATION, "9000-9100")],
     );
-    let spec = t.spec.as_mut().unwrap();
-    let app = &mut spec.containers[0];
-    app.ports = Some(vec![
-        ContainerPort {
-            name: Some("http".to_owned()),
-            container_port: 8080,
-            ..ContainerPort::default()
-        },
-        ContainerPort {
-            name: Some("admin".to_owned()),
-            container_port: 8081,
-            ..ContainerPort::default()
-        },
-    ]);
-    app.liveness_probe = Some(probe_http(IntOrString::String("http".to_owned()), None));
-    app.readiness_probe = Some(Probe {
+    let s = t.spec.as_mut().unwrap();
+    let app = &mut s.containers[0];
+    app.ports = Some(vec![ContainerPort {
+        name: Some("http".to_owned()),
+        container_port: 8080,
+        ..ContainerPort::default()
+    }]);
+    let live = Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/healthz".to_owned()),
+            port: IntOrString::String("http".to_owned()),
+            scheme: Some("HTTPS".to_owned()),
+            http_headers: Some(vec![HTTPHeader {
+                name: "X-Probe".to_owned(),
+                value: "yes".to_owned(),
+            }]),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(3),
+        period_seconds: Some(7),
+        timeout_seconds: Some(2),
+        success_threshold: Some(1),
+        failure_threshold: Some(4),
+        termination_grace_period_seconds: Some(11),
+        ..Probe::default()
+    };
+    let ready = Probe {
         tcp_socket: Some(TCPSocketAction {
-            port: IntOrString::Int(7070),
+            port: IntOrString::Int(8080),
             ..TCPSocketAction::default()
         }),
+        period_seconds: Some(5),
         ..Probe::default()
-    });
-    app.startup_probe = Some(Probe {
+    };
+    let startup = Probe {
         grpc: Some(GRPCAction {
-            port: 9090,
-            service: None,
+            port: 9555,
+            service: Some("x".to_owned()),
         }),
+        failure_threshold: Some(30),
         ..Probe::default()
-    });
+    };
+    app.liveness_probe = Some(live.clone());
+    app.readiness_probe = Some(ready.clone());
+    app.startup_probe = Some(startup.clone());
     let mut side = mk_container("side");
     side.liveness_probe = Some(probe_http(IntOrString::Int(6060), Some("example.com")));
     side.readiness_probe = Some(Probe {
@@ -676,25 +731,178 @@ fn probe_ports_are_excluded_from_inbound_capture() {
         ..Probe::default()
     });
     side.startup_probe = Some(probe_http(IntOrString::String("metrics".to_owned()), None));
-    spec.containers.push(side);
+    s.containers.push(side.clone());
     let mut proxyish = mk_container("uses-health");
     proxyish.readiness_probe = Some(probe_http(IntOrString::Int(15021), None));
-    spec.containers.push(proxyish);
+    s.containers.push(proxyish.clone());
 
-    let (t, warnings) = injected(inject_template(&t, &Context::default()));
+    let (out, warnings) = injected(inject_template(&t, &Context::default()));
     assert_eq!(
-        init_args(&t),
-        ["init", "--exclude-inbound-ports", "9000-9100,7070,8080"]
+        init_args(&out),
+        ["init", "--exclude-inbound-ports", "9000-9100"]
     );
-    let meta = t.metadata.as_ref().unwrap();
-    assert_eq!(
-        annotation(meta, PROBE_PORTS_ANNOTATION),
-        Some("7070,8080,9090")
-    );
+    let meta = out.metadata.as_ref().unwrap();
+    assert_eq!(annotation(meta, "sidecar.mesh.dev/probe-ports"), None);
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
     assert!(
         warnings[0].contains("container side") && warnings[0].contains("\"metrics\""),
         "{warnings:#?}"
+    );
+
+    let app = container(Some(&spec(&out).containers), "app");
+    assert_eq!(
+        app.liveness_probe,
+        Some(rewritten("/app-health/app/livez", &live))
+    );
+    assert_eq!(
+        app.readiness_probe,
+        Some(rewritten("/app-health/app/readyz", &ready))
+    );
+    assert_eq!(
+        app.startup_probe,
+        Some(rewritten("/app-health/app/startupz", &startup))
+    );
+    assert_eq!(container(Some(&spec(&out).containers), "side"), &side);
+    assert_eq!(
+        container(Some(&spec(&out).containers), "uses-health"),
+        &proxyish
+    );
+
+    let env = proxy_env(&out, APP_PROBES_ENV).expect("MESH_APP_PROBES is set");
+    let expected = json!({
+        "/app-health/app/livez": {
+            "httpGet": {
+                "path": "/healthz",
+                "port": 8080,
+                "scheme": "HTTPS",
+                "httpHeaders": [{"name": "X-Probe", "value": "yes"}],
+            },
+            "timeoutSeconds": 2,
+        },
+        "/app-health/app/readyz": {"tcpSocket": {"port": 8080}, "timeoutSeconds": 1},
+        "/app-health/app/startupz": {
+            "grpc": {"port": 9555, "service": "x"},
+            "timeoutSeconds": 1,
+        },
+    });
+    assert_eq!(serde_json::from_str::<Value>(env).unwrap(), expected);
+    let parsed = AppProbes::parse(env).unwrap();
+    assert_eq!(parsed.len(), 3);
+    assert_eq!(
+        parsed.get("/app-health/app/readyz").unwrap().handler,
+        probe::Handler::TcpSocket(probe::TcpSocket { port: 8080 })
+    );
+
+    // Idempotent: the injected template is left as it is.
+    assert!(matches!(
+        skipped(inject_template(&out, &Context::default())),
+        Skip::AlreadyInjected { .. }
+    ));
+}
+
+/// Without rewritable probes the proxy gets no `MESH_APP_PROBES`.
+#[test]
+fn no_probes_no_app_probes_env() {
+    let (out, _) = injected(inject_template(
+        &mk_template(&[("app", "web")], &[]),
+        &Context::default(),
+    ));
+    assert_eq!(proxy_env(&out, APP_PROBES_ENV), None);
+    assert_eq!(init_args(&out), ["init"]);
+}
+
+/// `rewriteAppProbers: "false"` leaves the probes as they are (and excludes nothing);
+/// a value other than true/false is an error naming the annotation.
+#[test]
+fn rewriting_probes_can_be_turned_off() {
+    let probe = probe_http(IntOrString::Int(8080), None);
+    let with = |value: &str| {
+        let mut t = mk_template(&[("app", "web")], &[(REWRITE_PROBES_ANNOTATION, value)]);
+        t.spec.as_mut().unwrap().containers[0].readiness_probe = Some(probe.clone());
+        inject_template(&t, &Context::default())
+    };
+    let (out, warnings) = injected(with("false"));
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    assert_eq!(
+        spec(&out).containers[0].readiness_probe,
+        Some(probe.clone())
+    );
+    assert_eq!(proxy_env(&out, APP_PROBES_ENV), None);
+    assert_eq!(init_args(&out), ["init"]);
+
+    let (out, _) = injected(with("True"));
+    assert_eq!(
+        spec(&out).containers[0].readiness_probe,
+        Some(rewritten("/app-health/app/readyz", &probe))
+    );
+
+    let err = with("no").unwrap_err();
+    assert!(
+        matches!(&err, InjectError::InvalidAnnotation { annotation, .. } if *annotation == REWRITE_PROBES_ANNOTATION),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("annotation sidecar.mesh.dev/rewriteAppProbers: \"no\""),
+        "{err}"
+    );
+}
+
+/// The pod's own sidecar init containers are rewritten with native sidecars (the proxy
+/// starts before them) but not in classic mode (it starts after them).
+#[test]
+fn sidecar_init_container_probes_are_rewritten_only_with_native_sidecars() {
+    let mut t = mk_template(&[("app", "web")], &[]);
+    let mut sidecar = mk_container("logs");
+    sidecar.restart_policy = Some("Always".to_owned());
+    sidecar.startup_probe = Some(probe_http(IntOrString::Int(9000), None));
+    t.spec.as_mut().unwrap().init_containers = Some(vec![sidecar.clone()]);
+
+    let (out, _) = injected(inject_template(&t, &Context::default()));
+    let logs = container(spec(&out).init_containers.as_ref(), "logs");
+    assert_eq!(
+        logs.startup_probe,
+        Some(rewritten(
+            "/app-health/logs/startupz",
+            sidecar.startup_probe.as_ref().unwrap()
+        ))
+    );
+
+    let (out, _) = injected(inject_template(&t, &classic()));
+    assert_eq!(
+        container(spec(&out).init_containers.as_ref(), "logs"),
+        &sidecar
+    );
+}
+
+/// The proxy's parser names `MESH_APP_PROBES` and refuses what injection never writes.
+#[test]
+fn app_probes_parse_refuses_bad_input() {
+    let cases = [
+        ("not json", "is not valid JSON app probes"),
+        (
+            r#"{"/app-health/a/readyz": {"tcpSocket": {"port": 1}, "grpc": {"port": 2}}}"#,
+            "exactly one of httpGet, tcpSocket and grpc",
+        ),
+        (r#"{"/app-health/a/readyz": {"exec": {}}}"#, "unknown field"),
+        (
+            r#"{"/healthz": {"tcpSocket": {"port": 1}}}"#,
+            "is not a path of the form",
+        ),
+        (
+            r#"{"/app-health/a/readyz": {"tcpSocket": {"port": 70000}}}"#,
+            "is not valid JSON",
+        ),
+    ];
+    for (json, reason) in cases {
+        let msg = AppProbes::parse(json).unwrap_err().to_string();
+        assert!(msg.starts_with("MESH_APP_PROBES"), "{msg}");
+        assert!(msg.contains(reason), "{json}: {msg}");
+    }
+    let ok = AppProbes::parse(r#"{"/app-health/a/readyz": {"tcpSocket": {"port": 1}}}"#).unwrap();
+    assert_eq!(
+        ok.get("/app-health/a/readyz").unwrap().timeout_seconds,
+        probe::DEFAULT_TIMEOUT_SECONDS
     );
 }
 
@@ -752,9 +960,9 @@ fn job_pods_use_a_native_sidecar_or_warn() {
 
     let (t, warnings) = injected(inject_template(template, &classic()));
     assert_eq!(names(Some(&spec(&t).containers)), ["mesh-proxy", "app"]);
-    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
     assert!(
-        warnings[1].contains("does not complete") && warnings[1].contains("quitquitquit"),
+        warnings[0].contains("does not complete") && warnings[0].contains("quitquitquit"),
         "{warnings:#?}"
     );
 }

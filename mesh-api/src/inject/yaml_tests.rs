@@ -82,7 +82,7 @@ fn injects_the_deployment_and_copies_the_service_and_configmap_verbatim() {
     assert_eq!(spec.replicas, Some(2));
     assert_eq!(deployment.metadata, deployment_in.metadata);
     assert_eq!(spec.selector, deployment_in.spec.as_ref().unwrap().selector);
-    // The template: native sidecar, the readiness probe's named port excluded.
+    // The template: native sidecar, the readiness probe rewritten through the proxy.
     let pod = spec.template.spec.as_ref().unwrap();
     let inits: Vec<_> = pod
         .init_containers
@@ -93,20 +93,44 @@ fn injects_the_deployment_and_copies_the_service_and_configmap_verbatim() {
     assert_eq!(inits, ["mesh-init", "mesh-proxy"]);
     assert_eq!(
         pod.init_containers.as_ref().unwrap()[0].args.as_deref(),
-        Some(&["init", "--exclude-inbound-ports", "8080"].map(str::to_owned)[..])
+        Some(&["init"].map(str::to_owned)[..])
     );
-    // The app container is what it was (the numeric cpu request reads as the same
-    // quantity), and the "yes" env value is still a string.
+    let proxy_env = pod.init_containers.as_ref().unwrap()[1]
+        .env
+        .as_ref()
+        .unwrap();
+    let probes = proxy_env
+        .iter()
+        .find(|e| e.name == APP_PROBES_ENV)
+        .and_then(|e| e.value.as_deref())
+        .expect("MESH_APP_PROBES");
     assert_eq!(
-        pod.containers,
-        deployment_in
-            .spec
-            .unwrap()
-            .template
-            .spec
-            .unwrap()
-            .containers
+        serde_json::from_str::<Value>(probes).unwrap(),
+        serde_json::json!({"/app-health/web/readyz": {
+            "httpGet": {"path": "/ready", "port": 8080, "scheme": "HTTP"},
+            "timeoutSeconds": 1,
+        }})
     );
+    // The app container is what it was but for the readiness probe's handler (the
+    // numeric cpu request reads as the same quantity), and the "yes" env value is still a
+    // string.
+    let mut containers_in = deployment_in
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers;
+    containers_in[0].readiness_probe = Some(Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/app-health/web/readyz".to_owned()),
+            port: IntOrString::Int(15021),
+            scheme: Some("HTTP".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        ..Probe::default()
+    });
+    assert_eq!(pod.containers, containers_in);
     assert_eq!(
         pod.containers[0].env.as_ref().unwrap()[0].value.as_deref(),
         Some("yes")

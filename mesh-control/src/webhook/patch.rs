@@ -12,7 +12,11 @@
 //! - arrays of named objects (containers, init containers, volumes) are aligned by name:
 //!   new elements are `add`ed at their index (which inserts), existing ones diffed in place,
 //!   so an application container is never replaced and keeps its unknown fields;
-//! - other values that differ are replaced whole (injection changes none of the user's).
+//! - other values that differ are replaced whole (injection changes none of the user's);
+//! - so are probes (`livenessProbe`, `readinessProbe`, `startupProbe`) that injection
+//!   rewrote to go through the proxy: their handler changes kind (`tcpSocket` or `grpc` to
+//!   `httpGet`), which member-wise would need a `remove`, and nothing of the old handler
+//!   applies any more (the proxy keeps it, in `MESH_APP_PROBES`).
 //!
 //! A change that would need a `remove` (injection dropping a field or an element) is an
 //! [`Error`]: the webhook denies rather than sending a patch that deletes user data.
@@ -56,6 +60,13 @@ fn walk(
         return Ok(());
     };
     match (from, to, raw) {
+        (Value::Object(_), Value::Object(_), Value::Object(_)) if is_probe(path) => {
+            ops.push(PatchOperation::Replace(ReplaceOperation {
+                path: path.clone(),
+                value: to.clone(),
+            }));
+            Ok(())
+        }
         (Value::Object(a), Value::Object(b), Value::Object(r)) => {
             if let Some(gone) = a.keys().find(|k| !b.contains_key(*k)) {
                 path.push_back(gone.as_str());
@@ -108,6 +119,22 @@ fn walk(
             }));
             Ok(())
         }
+    }
+}
+
+/// Whether `path` is a container's probe: `…/containers/N/readinessProbe` and the like.
+fn is_probe(path: &PointerBuf) -> bool {
+    let tokens: Vec<String> = path.tokens().map(|t| t.decoded().into_owned()).collect();
+    match tokens.as_slice() {
+        [.., list, index, probe] => {
+            matches!(list.as_str(), "containers" | "initContainers")
+                && index.parse::<usize>().is_ok()
+                && matches!(
+                    probe.as_str(),
+                    "livenessProbe" | "readinessProbe" | "startupProbe"
+                )
+        }
+        _ => false,
     }
 }
 
@@ -217,6 +244,24 @@ mod tests {
         let raw = json!({"c": [{"name": "x"}, {"name": "y"}]});
         let err = diff(&raw, &json!({"c": [{"name": "x"}]}), &raw).unwrap_err();
         assert!(err.to_string().contains("\"y\""), "{err}");
+    }
+
+    #[test]
+    fn rewritten_probes_are_replaced_whole() {
+        let probe = json!({"tcpSocket": {"port": 8080}, "periodSeconds": 5});
+        let rewritten = json!({"httpGet": {"path": "/app-health/app/readyz", "port": 15021, "scheme": "HTTP"}, "periodSeconds": 5});
+        let raw = json!({"spec": {"containers": [{"name": "app", "readinessProbe": probe}]}});
+        let to = json!({"spec": {"containers": [{"name": "app", "readinessProbe": rewritten}]}});
+        let patch = diff(&raw, &to, &raw).unwrap();
+        assert!(
+            matches!(patch.0.as_slice(), [PatchOperation::Replace(r)] if r.path.as_str() == "/spec/containers/0/readinessProbe"),
+            "{patch:?}"
+        );
+        assert_eq!(apply(&raw, &patch), to);
+        // Elsewhere, a member that disappears is still refused.
+        let raw = json!({"spec": {"readinessProbe": {"tcpSocket": {}}}});
+        let to = json!({"spec": {"readinessProbe": {"httpGet": {}}}});
+        assert!(diff(&raw, &to, &raw).is_err());
     }
 
     #[test]

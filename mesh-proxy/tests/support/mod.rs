@@ -178,6 +178,7 @@ pub async fn proxy_with(
         admin: any(0),
         metrics: any(0),
         health: any(0),
+        app_probes: None,
         app_host: addr,
         mesh_port: 15008,
         access_log: false,
