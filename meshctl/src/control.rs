@@ -21,7 +21,7 @@ use mesh_api::status::DEFAULT_DEBUG_ADDR;
 use serde::de::DeserializeOwned;
 use tokio::time::{Instant, timeout_at};
 
-mod client;
+pub(crate) mod client;
 pub mod kubernetes;
 
 /// The control plane's debug port.
@@ -215,6 +215,32 @@ pub fn get<T: DeserializeOwned>(args: &Args, path_and_query: &str) -> Result<T, 
         .build()
         .map_err(|e| Error::Runtime(e.to_string()))?;
     let (at, res) = rt.block_on(fetch(args, path_and_query))?;
+    decode(at, path_and_query, res)
+}
+
+/// `GET path_and_query` over a stream already open to the debug port (a port-forward
+/// `check` opened) and parse the JSON answer as `T`; `at` names the far end in errors. The
+/// whole exchange must finish within [`TOTAL_TIMEOUT`].
+pub(crate) async fn get_over<T: DeserializeOwned>(
+    stream: impl kubernetes::Stream,
+    at: Location,
+    path_and_query: &str,
+) -> Result<T, Error> {
+    let authority = format!("localhost:{DEBUG_PORT}");
+    let res = tokio::time::timeout(
+        TOTAL_TIMEOUT,
+        client::get(stream, &authority, path_and_query),
+    )
+    .await
+    .map_err(|_| Error::Timeout {
+        at: at.clone(),
+        path: path_and_query.to_owned(),
+    })?
+    .map_err(|reason| Error::Broken {
+        at: at.clone(),
+        path: path_and_query.to_owned(),
+        reason,
+    })?;
     decode(at, path_and_query, res)
 }
 

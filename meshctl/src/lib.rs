@@ -10,11 +10,17 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod analyze;
+pub mod check;
+pub mod cluster;
 pub mod control;
 pub mod inject;
+pub mod install;
+pub mod manifest;
 pub mod output;
+pub mod precheck;
 pub mod proxy_config;
 pub mod proxy_status;
+pub mod uninstall;
 pub mod version;
 
 #[cfg(test)]
@@ -33,6 +39,16 @@ pub struct Cli {
 /// meshctl's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Install the mesh into the current Kubernetes cluster, or upgrade it.
+    Install(install::Args),
+    /// Remove the mesh from the cluster (`--purge` also removes its CRDs).
+    Uninstall(uninstall::Args),
+    /// Check that the cluster is ready for `meshctl install`.
+    Precheck(precheck::Args),
+    /// Check an installed mesh: control plane, webhook, CA, proxies.
+    Check(check::Args),
+    /// Print the manifests `meshctl install` applies.
+    Manifest(manifest::Args),
     /// Validate mesh config offline: YAML files, directories, or `-` for stdin.
     Analyze(analyze::Args),
     /// Add the mesh sidecar to the workloads of a manifest (file or `-` for stdin) and
@@ -50,6 +66,11 @@ pub enum Command {
 /// Runs a parsed command line, returning the exit status.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Install(args) => install::run(&args, &mut std::io::stdout().lock()),
+        Command::Uninstall(args) => uninstall::run(&args, &mut std::io::stdout().lock()),
+        Command::Precheck(args) => precheck::run(&args, &mut std::io::stdout().lock()),
+        Command::Check(args) => check::run(&args, &mut std::io::stdout().lock()),
+        Command::Manifest(args) => manifest::run(&args, &mut std::io::stdout().lock()),
         Command::Analyze(args) => analyze::run(&args, &mut std::io::stdout().lock()),
         Command::Inject(args) => inject::run(
             &args,

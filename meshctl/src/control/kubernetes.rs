@@ -7,7 +7,6 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::path::PathBuf;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -29,9 +28,7 @@ pub struct Target {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The kubeconfig could not be read or used.
-    #[error(
-        "cannot load the Kubernetes client config: {0}; check --kubeconfig, KUBECONFIG and --context"
-    )]
+    #[error("cannot load the Kubernetes client config: {0}; {hint}", hint = crate::cluster::CONFIG_HINT)]
     Config(String),
     /// No pod is Ready, and none exists at all.
     #[error("no ready mesh-control pod in namespace {namespace}: run `meshctl install`")]
@@ -113,27 +110,13 @@ enum Action {
 // === impl Target ===
 
 impl Target {
-    /// A client for the configured kubeconfig and context, with a 3 s connect timeout.
+    /// A client for the configured kubeconfig and context (found as kubectl finds them,
+    /// see [`crate::cluster::Cluster::connect`]), with a 3 s connect timeout.
     pub async fn client(&self) -> Result<kube::Client, Error> {
-        let options = KubeConfigOptions {
-            context: self.context.clone(),
-            ..KubeConfigOptions::default()
-        };
-        let mut config = match (&self.kubeconfig, &self.context) {
-            (Some(path), _) => {
-                let file = Kubeconfig::read_from(path)
-                    .map_err(|e| Error::Config(format!("{}: {}", path.display(), chain(&e))))?;
-                kube::Config::from_custom_kubeconfig(file, &options)
-                    .await
-                    .map_err(|e| Error::Config(chain(&e)))?
-            }
-            (None, Some(_)) => kube::Config::from_kubeconfig(&options)
+        let (mut config, _context) =
+            crate::cluster::load_config(self.kubeconfig.as_deref(), self.context.as_deref())
                 .await
-                .map_err(|e| Error::Config(chain(&e)))?,
-            (None, None) => kube::Config::infer()
-                .await
-                .map_err(|e| Error::Config(chain(&e)))?,
-        };
+                .map_err(Error::Config)?;
         config.connect_timeout = Some(super::CONNECT_TIMEOUT);
         kube::Client::try_from(config).map_err(|e| Error::Config(chain(&e)))
     }
