@@ -635,7 +635,9 @@ fn inject_parts(
             volumes: vec![TOKEN_VOLUME.to_owned(), ROOT_CERT_VOLUME.to_owned()],
         }
     };
-    spec.volumes.get_or_insert_with(Vec::new).extend(volumes());
+    spec.volumes
+        .get_or_insert_with(Vec::new)
+        .extend(identity_volumes());
 
     let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
     annotations.insert(
@@ -984,7 +986,11 @@ fn proxy_container(
     }
 }
 
-fn volumes() -> [Volume; 2] {
+/// The volumes a proxy's identity needs, named [`TOKEN_VOLUME`] and [`ROOT_CERT_VOLUME`]:
+/// the projected ServiceAccount token for the CA (audience [`TOKEN_AUDIENCE`]) and the
+/// `mesh-root-cert` ConfigMap's trust bundle. Injection adds them to meshed pods; the
+/// ingress gateway's Deployment has the same.
+pub fn identity_volumes() -> [Volume; 2] {
     [
         Volume {
             name: TOKEN_VOLUME.to_owned(),

@@ -78,6 +78,30 @@ pub const WEBHOOK_PORT: u16 = 15017;
 /// mesh-control's metrics and debug port (HTTP).
 pub const DEBUG_PORT: u16 = 15014;
 
+/// The container security context of every installed workload: non-root as `uid`/gid,
+/// no privilege escalation, no capabilities, a read-only root, the runtime's seccomp
+/// profile (what Pod Security "restricted" asks for).
+pub(crate) fn restricted(uid: i64) -> k8s_openapi::api::core::v1::SecurityContext {
+    use k8s_openapi::api::core::v1::{Capabilities, SeccompProfile, SecurityContext};
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(uid),
+        run_as_group: Some(uid),
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Capabilities::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
 /// Every object of an installation, in the order they are applied (see the module
 /// documentation), with the CRDs embedded in meshctl.
 pub fn render(values: &Values) -> anyhow::Result<Vec<DynamicObject>> {

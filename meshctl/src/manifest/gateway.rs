@@ -13,17 +13,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe,
-    ProjectedVolumeSource, SeccompProfile, SecurityContext, Service, ServiceAccount,
-    ServiceAccountTokenProjection, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeProjection,
+    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSpec,
+    PodTemplateSpec, Probe, Service, ServiceAccount, ServicePort, ServiceSpec, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mesh_api::inject::{
     CA_BUNDLE_FILE, HEALTH_PORT, INJECT_ANNOTATION, METRICS_PORT, PROXY_CONTAINER, PROXY_ID,
-    READY_PATH, ROOT_CERT_DIR, ROOT_CERT_KEY, ROOT_CERT_VOLUME, TOKEN_AUDIENCE, TOKEN_DIR,
-    TOKEN_EXPIRATION_SECONDS, TOKEN_FILE, TOKEN_VOLUME,
+    READY_PATH, ROOT_CERT_DIR, ROOT_CERT_VOLUME, TOKEN_DIR, TOKEN_FILE, TOKEN_VOLUME,
 };
 
 use super::{GATEWAY, Values, labels, meta, prometheus_annotations};
@@ -134,40 +131,6 @@ fn env(values: &Values) -> anyhow::Result<Vec<EnvVar>> {
     Ok(env)
 }
 
-/// The token and trust-bundle volumes, as the injector adds them to a sidecar's pod.
-fn volumes() -> Vec<Volume> {
-    vec![
-        Volume {
-            name: TOKEN_VOLUME.to_owned(),
-            projected: Some(ProjectedVolumeSource {
-                sources: Some(vec![VolumeProjection {
-                    service_account_token: Some(ServiceAccountTokenProjection {
-                        audience: Some(TOKEN_AUDIENCE.to_owned()),
-                        expiration_seconds: Some(TOKEN_EXPIRATION_SECONDS),
-                        path: TOKEN_VOLUME.to_owned(),
-                    }),
-                    ..VolumeProjection::default()
-                }]),
-                ..ProjectedVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
-        Volume {
-            name: ROOT_CERT_VOLUME.to_owned(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: ROOT_CERT_VOLUME.to_owned(),
-                items: Some(vec![KeyToPath {
-                    key: ROOT_CERT_KEY.to_owned(),
-                    path: ROOT_CERT_KEY.to_owned(),
-                    ..KeyToPath::default()
-                }]),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
-    ]
-}
-
 /// Deployment `mesh-ingressgateway`.
 pub(super) fn deployment(values: &Values) -> anyhow::Result<Deployment> {
     let mount = |name: &str, path: &str| VolumeMount {
@@ -209,23 +172,7 @@ pub(super) fn deployment(values: &Values) -> anyhow::Result<Deployment> {
             ..Probe::default()
         }),
         resources: Some(values.gateway.resources.to_requirements()),
-        security_context: Some(SecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(PROXY_ID),
-            run_as_group: Some(PROXY_ID),
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_owned()]),
-                ..Capabilities::default()
-            }),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".to_owned(),
-                ..SeccompProfile::default()
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(super::restricted(PROXY_ID)),
         volume_mounts: Some(vec![
             mount(TOKEN_VOLUME, TOKEN_DIR),
             mount(ROOT_CERT_VOLUME, ROOT_CERT_DIR),
@@ -250,7 +197,7 @@ pub(super) fn deployment(values: &Values) -> anyhow::Result<Deployment> {
                     service_account_name: Some(GATEWAY.to_owned()),
                     automount_service_account_token: Some(false),
                     containers: vec![container],
-                    volumes: Some(volumes()),
+                    volumes: Some(mesh_api::inject::identity_volumes().into()),
                     ..PodSpec::default()
                 }),
             },
