@@ -27,6 +27,9 @@ COPY meshctl meshctl
 COPY mesh-testbed mesh-testbed
 COPY xtask xtask
 COPY deploy deploy
+# Debug info stripped (symbols kept, so panics still name functions): mesh-proxy is 19 MB
+# instead of 121 MB.
+ENV CARGO_PROFILE_RELEASE_STRIP=debuginfo
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p mesh-proxy -p mesh-control \
