@@ -143,3 +143,111 @@ fn the_canary_example_is_valid() {
     assert!(problems.is_empty(), "{problems:#?}");
     assert_eq!(set.resources.len(), 2);
 }
+
+/// `examples/online-boutique/kubernetes-manifests.yaml`: valid objects, every `*_ADDR`
+/// naming a Service and port that exist, every pod labelled for the canary, and every
+/// Deployment injectable (probes rewritten through the proxy, no warnings).
+#[test]
+fn the_online_boutique_manifests_are_consistent_and_injectable() {
+    use k8s_openapi::api::core::v1::Service as KubeService;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/online-boutique/kubernetes-manifests.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let docs = documents(&text);
+    let mut services = std::collections::BTreeMap::new();
+    let mut deployments = Vec::new();
+    for doc in &docs {
+        match doc["kind"].as_str().unwrap() {
+            "ServiceAccount" => strict::<ServiceAccount>(doc),
+            "Deployment" => {
+                strict::<Deployment>(doc);
+                deployments.push(doc);
+            }
+            "Service" => {
+                strict::<KubeService>(doc);
+                let ports: Vec<i64> = doc["spec"]["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["port"].as_i64().unwrap())
+                    .collect();
+                services.insert(
+                    doc["metadata"]["name"].as_str().unwrap().to_owned(),
+                    (doc["spec"]["selector"]["app"].clone(), ports),
+                );
+            }
+            other => panic!("unexpected kind {other}"),
+        }
+    }
+    assert_eq!(deployments.len(), 12, "11 services and the load generator");
+    for d in &deployments {
+        let name = d["metadata"]["name"].as_str().unwrap();
+        let labels = &d["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels["app"], name);
+        assert_eq!(labels["version"], "v1", "{name}: the canary's v1 subset");
+        for c in d["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+        {
+            for e in c["env"].as_array().into_iter().flatten() {
+                let var = e["name"].as_str().unwrap();
+                if !var.ends_with("_ADDR") || var == "SHOPPING_ASSISTANT_SERVICE_ADDR" {
+                    continue; // the optional assistant is not part of the demo
+                }
+                let value = e["value"].as_str().unwrap();
+                let (host, port) = value.rsplit_once(':').unwrap();
+                let (app, ports) = services
+                    .get(host)
+                    .unwrap_or_else(|| panic!("{name}: {var}={value}: no Service {host}"));
+                assert!(
+                    ports.contains(&port.parse().unwrap()),
+                    "{name}: {var}={value}: Service {host} has ports {ports:?}"
+                );
+                assert!(
+                    deployments.iter().any(|d| d["metadata"]["name"] == *app),
+                    "{name}: {var}: nothing serves Service {host}"
+                );
+            }
+        }
+    }
+    let out = mesh_api::inject::inject_yaml(&text, &mesh_api::inject::Context::default())
+        .expect("the manifests inject");
+    assert_eq!(out.injected(), 12);
+    for report in &out.reports {
+        if let mesh_api::inject::DocumentResult::Injected { warnings } = &report.result {
+            assert!(warnings.is_empty(), "{report:?}");
+        }
+    }
+    // The frontend's HTTP probes now go through the proxy's health port.
+    let injected = documents(&out.yaml);
+    let frontend = injected
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "frontend")
+        .unwrap();
+    let app = frontend["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "server")
+        .unwrap();
+    assert_eq!(app["readinessProbe"]["httpGet"]["port"], 15021);
+    assert_eq!(
+        app["readinessProbe"]["httpGet"]["path"],
+        "/app-health/server/readyz"
+    );
+}
+
+/// `examples/online-boutique/gateway.yaml`: mesh config without problems that binds the
+/// frontend to the ingress gateway's pods.
+#[test]
+fn the_gateway_example_is_valid() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/online-boutique/gateway.yaml");
+    let set = mesh_api::config::analyze_paths(&[&path]);
+    assert!(!set.has_errors(), "{:#?}", set.diagnostics);
+    let docs = documents(&std::fs::read_to_string(&path).unwrap());
+    let gateway = docs.iter().find(|d| d["kind"] == "Gateway").unwrap();
+    assert_eq!(gateway["spec"]["selector"]["mesh"], "ingressgateway");
+    let vs = docs.iter().find(|d| d["kind"] == "VirtualService").unwrap();
+    assert_eq!(vs["spec"]["gateways"][0], gateway["metadata"]["name"]);
+}
