@@ -26,6 +26,7 @@ COPY mesh-control mesh-control
 COPY meshctl meshctl
 COPY mesh-testbed mesh-testbed
 COPY xtask xtask
+COPY examples/online-boutique examples/online-boutique
 COPY deploy deploy
 # Debug info stripped (symbols kept, so panics still name functions): mesh-proxy is 19 MB
 # instead of 121 MB.

@@ -7,7 +7,8 @@
 //! tree, failing on any file that differs, is missing, or is extra. Normal builds never run
 //! codegen.
 //!
-//! Generators: [`proto`] (the gRPC API, `mesh-api/src/proto/gen/`), [`crds`] (the CRD
+//! Generators: [`proto`] (the gRPC API, `mesh-api/src/proto/gen/`, and the Online
+//! Boutique's `hipstershop` API, `examples/online-boutique/src/proto/gen/`), [`crds`] (the CRD
 //! manifests, `deploy/crds/`, from `mesh_api::config::crd_definitions`) and [`manifests`]
 //! (what `meshctl install` applies per profile, `deploy/manifests/<profile>.yaml`, from
 //! `meshctl::manifest`).
@@ -63,6 +64,7 @@ pub(crate) fn run(root: &Path, check_only: bool) -> Result<()> {
 /// Runs every registered generator.
 fn generate_all(root: &Path) -> Result<Generated> {
     let mut all = proto::generate(root).context("generating protobuf code")?;
+    all.extend(proto::boutique(root).context("generating the Online Boutique's protobuf code")?);
     all.extend(crds::render(&mesh_api::config::crd_definitions())?);
     all.extend(manifests()?);
     all.sort();

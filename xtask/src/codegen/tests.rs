@@ -145,3 +145,20 @@ fn crds_render_one_yaml_file_each() {
     assert_eq!(back["spec"]["names"]["kind"], "Widget");
     assert!(all.owned_dirs.contains(&PathBuf::from(crds::OUT_DIR)));
 }
+
+#[test]
+fn boutique_proto_generator_produces_the_expected_files() {
+    let g = proto::boutique(&workspace_root()).unwrap();
+    let names: Vec<_> = g.files.iter().map(|f| f.path.clone()).collect();
+    let gen_dir = Path::new(proto::BOUTIQUE_OUT_DIR);
+    assert_eq!(
+        names,
+        [
+            gen_dir.join("grpc.health.v1.rs"),
+            gen_dir.join("hipstershop.rs"),
+        ]
+    );
+    assert_eq!(g.owned_dirs, [PathBuf::from(proto::BOUTIQUE_OUT_DIR)]);
+    let hipstershop = String::from_utf8(g.files[1].contents.clone()).unwrap();
+    assert!(hipstershop.contains("pub mod checkout_service_server"));
+}
