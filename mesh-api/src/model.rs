@@ -15,6 +15,7 @@
 //! - [`workload`]: [`Workload`]s and the [`EndpointSet`] of a service.
 //! - [`route`]: [`RouteTable`]s of HTTP and TCP routes and their actions.
 //! - [`cluster`]: [`Cluster`]s: load balancing, pools, outlier detection, TLS.
+//! - [`listener`]: a gateway's [`Listener`]s: server ports and their virtual hosts.
 //! - [`security`]: [`InboundPolicy`] (mTLS mode) and [`AuthorizationPolicy`].
 //! - [`resource`]: the [`Resource`] kinds of the discovery protocol and the proxy's [`Node`].
 //! - [`proxy`]: [`ProxyConfig`], the indexed snapshot with the proxy's lookups.
@@ -23,6 +24,7 @@
 
 pub mod cluster;
 pub(crate) mod duration;
+pub mod listener;
 pub mod matcher;
 pub mod net;
 pub mod percent;
@@ -39,6 +41,7 @@ pub(crate) mod fixtures;
 
 pub use self::{
     cluster::{Cluster, ConnectionPool, LoadBalancer, OutlierDetection, TlsMode},
+    listener::Listener,
     matcher::{Glob, GlobError, Pattern, StringMatch},
     net::{IpNet, IpNetError},
     percent::{Percent, PercentError},

@@ -17,6 +17,7 @@
 //! - `services`: Kubernetes Services and ServiceEntries → [`mesh_api::model::Service`]s
 //!   with their endpoints (selected workloads, or a ServiceEntry's static endpoints).
 //! - `routes`: VirtualServices → route tables per (host, port) for sidecars.
+//! - `gateways`: Gateways and the VirtualServices bound to them → gateway listeners.
 //! - `gateway_api`: HTTPRoutes and GRPCRoutes attached to Services (GAMMA) → route tables.
 //! - `clusters`: DestinationRules → clusters (default and per subset).
 //! - `security`: PeerAuthentication → the inbound mTLS policy; AuthorizationPolicies.
@@ -42,6 +43,7 @@
 
 mod clusters;
 mod gateway_api;
+mod gateways;
 mod hosts;
 mod proxy;
 mod routes;
@@ -58,8 +60,8 @@ use std::{collections::BTreeMap, fmt, sync::Arc};
 use mesh_api::{
     config::{Resource, ResourceKind},
     model::{
-        AuthorizationPolicy, Cluster, EndpointSet, InboundPolicy, Node, ProxyConfigSpec, ProxyMode,
-        RouteTable, Service, Workload,
+        AuthorizationPolicy, Cluster, EndpointSet, InboundPolicy, Listener, Node, ProxyConfigSpec,
+        ProxyMode, RouteTable, Service, Workload,
     },
     spiffe,
 };
@@ -160,6 +162,8 @@ pub struct OwnConfig {
     pub inbound: InboundPolicy,
     /// The authorization policies selecting it.
     pub authorization: Vec<AuthorizationPolicy>,
+    /// Gateway mode: the listeners of the Gateways selecting it.
+    pub listeners: Vec<Listener>,
 }
 
 // === impl View ===

@@ -132,12 +132,22 @@ fn node() -> pb::Node {
 
 impl Proxy {
     async fn connect(cp: &ControlPlane, held: BTreeMap<String, BTreeMap<String, String>>) -> Self {
-        let mut client = cp.client(Some(IDENTITY)).await;
+        Self::connect_as(cp, node(), IDENTITY, held).await
+    }
+
+    /// Connects as `node`, with a certificate for `identity`.
+    async fn connect_as(
+        cp: &ControlPlane,
+        node: pb::Node,
+        identity: &str,
+        held: BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Self {
+        let mut client = cp.client(Some(identity)).await;
         let (tx, rx) = mpsc::channel(32);
         let mut first = true;
         for kind in ResourceKind::ALL {
             let req = pb::DiscoveryRequest {
-                node: first.then(node),
+                node: first.then(|| node.clone()),
                 type_url: kind.type_url().into(),
                 initial_resource_versions: held
                     .get(kind.type_url())
@@ -440,5 +450,84 @@ async fn the_stream_requires_a_certificate_of_the_nodes_identity() {
         "names both identities: {status:?}"
     );
     assert!(cp.proxies().await.proxies.is_empty());
+    cp.stop().await;
+}
+
+/// A Gateway selecting the ingress gateway, and a VirtualService bound to it.
+const GATEWAY: &str = "
+apiVersion: networking.mesh.dev/v1alpha1
+kind: Gateway
+metadata:
+  name: public
+  namespace: default
+spec:
+  selector:
+    mesh: ingressgateway
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [\"*.example.com\"]
+---
+apiVersion: networking.mesh.dev/v1alpha1
+kind: VirtualService
+metadata:
+  name: shop
+  namespace: default
+spec:
+  hosts: [shop.example.com]
+  gateways: [public]
+  http:
+  - route:
+    - destination: {host: reviews}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_proxy_receives_the_listeners_of_the_gateways_selecting_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "svc.yaml", SERVICE);
+    write(dir.path(), "w1.yaml", &workload("reviews-1", "10.0.0.1"));
+    write(dir.path(), "gateway.yaml", GATEWAY);
+    let cp = ControlPlane::start(dir.path()).await;
+
+    let identity = "spiffe://cluster.local/ns/default/sa/ingress";
+    let gateway = pb::Node {
+        id: "router~10.0.0.9~ingress-1.default".into(),
+        pod_name: "ingress-1".into(),
+        ip: vec![10, 0, 0, 9],
+        identity: identity.into(),
+        labels: [("mesh".to_owned(), "ingressgateway".to_owned())].into(),
+        mode: pb::ProxyMode::Gateway.into(),
+        ..node()
+    };
+    let mut proxy = Proxy::connect_as(&cp, gateway, identity, BTreeMap::new()).await;
+    let mut listener = None;
+    for _ in ResourceKind::ALL {
+        let r = proxy.recv_ack().await;
+        if r.type_url == ResourceKind::Listener.type_url() {
+            listener = r.resources.into_iter().next();
+        }
+    }
+    let listener = listener.expect("a listener resource");
+    assert_eq!(listener.name, "http.80");
+    let Some(pb::resource::Body::Listener(l)) = listener.body else {
+        panic!("not a listener: {listener:?}");
+    };
+    assert_eq!(l.port, 80);
+    assert_eq!(l.virtual_hosts.len(), 1, "{l:?}");
+    assert_eq!(l.virtual_hosts[0].hostnames, ["shop.example.com"]);
+    assert!(
+        proxy.held["mesh.discovery.v1.RouteTable"].is_empty(),
+        "a gateway gets no sidecar route tables: {:?}",
+        proxy.held
+    );
+
+    // The same config gives a sidecar no listener and no route for the gateway's host.
+    let mut sidecar = Proxy::connect(&cp, BTreeMap::new()).await;
+    for _ in ResourceKind::ALL {
+        let r = sidecar.recv_ack().await;
+        if r.type_url == ResourceKind::Listener.type_url() {
+            assert!(r.resources.is_empty(), "{r:?}");
+        }
+    }
+    assert!(sidecar.held["mesh.discovery.v1.RouteTable"].is_empty());
     cp.stop().await;
 }

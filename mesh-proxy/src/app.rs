@@ -1,6 +1,8 @@
 //! Running the proxy: options, listeners, config source, readiness and graceful drain.
 //!
-//! [`Args`] is the command line (`mesh-proxy run`), parsed once. [`App::build`] binds every
+//! [`Args`] is the command line (`mesh-proxy run`, and within [`crate::gateway::Args`]
+//! `mesh-proxy gateway`, built by [`App::build_gateway`]: no capture or mesh inbound
+//! listeners, the gateway's listeners instead), parsed once. [`App::build`] binds every
 //! listener (so port 0 works in tests) and returns the addresses it actually bound;
 //! [`App::run`] serves until SIGTERM/SIGINT (or the admin `/quitquitquit`), then stops
 //! accepting, lets in-flight requests finish within the drain timeout, flushes the last
@@ -34,7 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use mesh_api::model::{ProxyConfig, ProxyConfigSpec};
+use mesh_api::model::{ProxyConfig, ProxyConfigSpec, ProxyMode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -193,8 +195,11 @@ pub struct Bound {
     pub outbound_capture: Option<SocketAddr>,
     /// Inbound capture (absent with `--no-capture`).
     pub inbound_capture: Option<SocketAddr>,
-    /// Mesh inbound.
-    pub inbound: SocketAddr,
+    /// Mesh inbound (absent in gateway mode).
+    pub inbound: Option<SocketAddr>,
+    /// Gateway mode: the `--listen` listeners, by gateway server port (listeners from the
+    /// config bind later, as it arrives).
+    pub gateway: Vec<(u16, SocketAddr)>,
     /// Explicit upstream listeners, in the order given.
     pub upstreams: Vec<SocketAddr>,
     /// Admin.
@@ -247,7 +252,9 @@ pub struct App {
 struct Listeners {
     outbound_capture: Option<TcpListener>,
     inbound_capture: Option<TcpListener>,
-    inbound: TcpListener,
+    inbound: Option<TcpListener>,
+    /// Gateway mode: the `--listen` listeners and the host config listeners bind on.
+    gateway: Option<(Vec<(u16, TcpListener)>, IpAddr)>,
     upstreams: Vec<(TcpListener, Arc<str>, u16)>,
     admin: TcpListener,
     metrics: TcpListener,
@@ -262,11 +269,38 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 
 impl App {
     /// Loads the config (with `--config`), binds every listener and builds the shared
-    /// state. With `--control-plane`, config arrives once [`App::run`] runs.
+    /// state of a sidecar. With `--control-plane`, config arrives once [`App::run`] runs.
     pub async fn build(
         args: Args,
         log: Option<crate::telemetry::log::LogHandle>,
     ) -> anyhow::Result<Self> {
+        Self::build_as(args, None, log).await
+    }
+
+    /// As [`App::build`], for `mesh-proxy gateway`: a gateway-mode node, no capture or
+    /// mesh inbound listeners, and the gateway's listeners ([`crate::gateway`]).
+    pub async fn build_gateway(
+        args: crate::gateway::Args,
+        log: Option<crate::telemetry::log::LogHandle>,
+    ) -> anyhow::Result<Self> {
+        let crate::gateway::Args {
+            run,
+            listen_host,
+            listen,
+        } = args;
+        Self::build_as(run, Some((listen, listen_host)), log).await
+    }
+
+    async fn build_as(
+        args: Args,
+        gateway: Option<(Vec<(u16, SocketAddr)>, IpAddr)>,
+        log: Option<crate::telemetry::log::LogHandle>,
+    ) -> anyhow::Result<Self> {
+        let mode = if gateway.is_some() {
+            ProxyMode::Gateway
+        } else {
+            ProxyMode::Sidecar
+        };
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Metrics::new(&mut registry);
         let access_log = if args.access_log {
@@ -318,7 +352,7 @@ impl App {
                 )
             }
             (None, Some(addr)) => {
-                let node = args.discovery.node()?;
+                let node = args.discovery.node_as(mode)?;
                 tracing::info!(
                     control_plane = %addr,
                     node = %node.id,
@@ -403,7 +437,7 @@ impl App {
             state.update(Arc::new(config));
         }
 
-        let (outbound_capture, inbound_capture) = if args.no_capture {
+        let (outbound_capture, inbound_capture) = if args.no_capture || gateway.is_some() {
             (None, None)
         } else {
             (
@@ -411,7 +445,20 @@ impl App {
                 Some(bind(args.inbound_capture, "inbound capture").await?),
             )
         };
-        let inbound = bind(args.inbound, "mesh inbound").await?;
+        let inbound = match gateway {
+            Some(_) => None,
+            None => Some(bind(args.inbound, "mesh inbound").await?),
+        };
+        let gateway = match gateway {
+            Some((listen, host)) => {
+                let mut bound = Vec::new();
+                for (port, addr) in listen {
+                    bound.push((port, bind(addr, "gateway").await?));
+                }
+                Some((bound, host))
+            }
+            None => None,
+        };
         let mut upstreams = Vec::new();
         for (addr, host, port) in &args.upstreams {
             upstreams.push((
@@ -432,7 +479,11 @@ impl App {
                 .as_ref()
                 .map(|l| l.local_addr())
                 .transpose()?,
-            inbound: inbound.local_addr()?,
+            inbound: inbound.as_ref().map(|l| l.local_addr()).transpose()?,
+            gateway: gateway
+                .iter()
+                .flat_map(|(ls, _)| ls.iter().map(|(p, l)| Ok((*p, l.local_addr()?))))
+                .collect::<std::io::Result<_>>()?,
             upstreams: upstreams
                 .iter()
                 .map(|(l, _, _)| l.local_addr())
@@ -485,6 +536,7 @@ impl App {
                 outbound_capture,
                 inbound_capture,
                 inbound,
+                gateway,
                 upstreams,
                 admin,
                 metrics: metrics_l,
@@ -524,6 +576,7 @@ impl App {
             log,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
+        let gateway_stop = stop_rx.clone();
         let stopped = move || {
             let mut rx = stop_rx.clone();
             async move {
@@ -542,11 +595,17 @@ impl App {
         if let Some(l) = listeners.inbound_capture {
             tasks.spawn(crate::inbound::serve_captured(l, proxy.clone(), stopped()));
         }
-        tasks.spawn(crate::inbound::serve_mesh(
-            listeners.inbound,
-            proxy.clone(),
-            stopped(),
-        ));
+        if let Some(l) = listeners.inbound {
+            tasks.spawn(crate::inbound::serve_mesh(l, proxy.clone(), stopped()));
+        }
+        if let Some((explicit, host)) = listeners.gateway {
+            tasks.spawn(crate::gateway::serve(
+                proxy.clone(),
+                explicit,
+                host,
+                gateway_stop,
+            ));
+        }
         for (l, hostname, port) in listeners.upstreams {
             let target = Target::Service { hostname, port };
             tasks.spawn(crate::outbound::serve(l, proxy.clone(), target, stopped()));

@@ -154,8 +154,13 @@ impl Default for Args {
 }
 
 impl Args {
-    /// The node this proxy describes itself with.
+    /// The node this proxy describes itself with, as a sidecar.
     pub fn node(&self) -> Result<Node, Error> {
+        self.node_as(ProxyMode::Sidecar)
+    }
+
+    /// The node this proxy describes itself with, running as `mode`.
+    pub fn node_as(&self, mode: ProxyMode) -> Result<Node, Error> {
         let pod_name = self
             .pod_name
             .clone()
@@ -173,10 +178,13 @@ impl Args {
             source,
         })?;
         let ip = self.pod_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let id = self
-            .proxy_id
-            .clone()
-            .unwrap_or_else(|| format!("sidecar~{ip}~{pod_name}.{}", self.pod_namespace));
+        let id = self.proxy_id.clone().unwrap_or_else(|| {
+            let kind = match mode {
+                ProxyMode::Sidecar => "sidecar",
+                ProxyMode::Gateway => "router",
+            };
+            format!("{kind}~{ip}~{pod_name}.{}", self.pod_namespace)
+        });
         let node = Node {
             id,
             pod_name,
@@ -184,7 +192,7 @@ impl Args {
             ip,
             identity,
             labels: self.labels.iter().cloned().collect(),
-            mode: ProxyMode::Sidecar,
+            mode,
             proxy_version: PROXY_VERSION.into(),
         };
         node.validate().map_err(Error::Node)?;

@@ -2,7 +2,8 @@
 //!
 //! One binary, several roles: `mesh-proxy init` installs the traffic-capture rules in a
 //! pod's network namespace ([`init`]); `mesh-proxy run` is the sidecar next to an
-//! application ([`app`]); `mesh-proxy wait` blocks until it is ready ([`wait`]).
+//! application ([`app`]); `mesh-proxy gateway` is the ingress gateway ([`gateway`]);
+//! `mesh-proxy wait` blocks until it is ready ([`wait`]).
 //!
 //! The request path, client side to server side:
 //!
@@ -39,6 +40,7 @@ pub mod balance;
 pub mod canon;
 pub mod detect;
 pub mod discovery;
+pub mod gateway;
 pub mod http;
 pub mod identity;
 pub mod inbound;
@@ -69,6 +71,9 @@ pub enum Command {
     Init(init::Args),
     /// Run the proxy as a sidecar.
     Run(Box<app::Args>),
+    /// Run the proxy as an ingress gateway (no capture; listeners from the Gateways that
+    /// select it).
+    Gateway(Box<gateway::Args>),
     /// Wait until the proxy is ready (classic sidecars' `postStart` hook holds the
     /// application's start with it).
     Wait(wait::Args),
@@ -78,27 +83,40 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init(args) => init::run(&args),
-        Command::Run(args) => run_proxy(*args),
+        Command::Run(args) => {
+            let threads = args.threads;
+            run_proxy(threads, |log| app::App::build(*args, log))
+        }
+        Command::Gateway(args) => {
+            let threads = args.run.threads;
+            run_proxy(threads, |log| app::App::build_gateway(*args, log))
+        }
         Command::Wait(args) => wait::run(&args),
     }
 }
 
-fn run_proxy(args: app::Args) -> anyhow::Result<()> {
+fn run_proxy<F>(
+    threads: u16,
+    build: impl FnOnce(Option<telemetry::log::LogHandle>) -> F,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<app::App>>,
+{
     let log = telemetry::log::init_tracing("info", false).ok();
-    let runtime = if args.threads <= 1 {
+    let runtime = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .thread_name("mesh-proxy")
             .build()?
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(usize::from(args.threads))
+            .worker_threads(usize::from(threads))
             .enable_all()
             .thread_name("mesh-proxy")
             .build()?
     };
     runtime.block_on(async move {
-        let app = app::App::build(args, log).await?;
+        let app = build(log).await?;
         app.run(shutdown_signal()).await
     })
 }

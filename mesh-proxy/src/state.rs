@@ -184,6 +184,8 @@ pub struct State {
     conns: Mutex<HashMap<(SocketAddr, SpiffeId), Weak<MeshConn>>>,
     mesh_port: u16,
     identity: Arc<Identity>,
+    /// Counts config updates, for tasks that follow the config (gateway listeners).
+    updates: tokio::sync::watch::Sender<u64>,
 }
 
 impl State {
@@ -196,7 +198,14 @@ impl State {
             conns: Mutex::default(),
             mesh_port,
             identity,
+            updates: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// A receiver that is marked changed after every config update (not on the request
+    /// path: for tasks that reconcile with the config, like the gateway's listeners).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.updates.subscribe()
     }
 
     /// The proxy's identity.
@@ -214,6 +223,7 @@ impl State {
         let snapshot = self.build(config);
         self.current.store(Some(Arc::new(snapshot)));
         self.gc();
+        self.updates.send_modify(|n| *n += 1);
     }
 
     fn build(&self, config: Arc<ProxyConfig>) -> Snapshot {

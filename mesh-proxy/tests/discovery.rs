@@ -246,7 +246,7 @@ async fn initial_config_is_applied_and_the_proxy_becomes_ready() {
 
     // One stream, one subscription per kind in dependency order; the first carries the node.
     let subscriptions = cp
-        .wait_for("seven subscriptions", |l| {
+        .wait_for("a subscription per kind", |l| {
             let s = l.subscriptions_of(0);
             (s.len() == ResourceKind::ALL.len()).then(|| s.into_iter().cloned().collect::<Vec<_>>())
         })
@@ -299,7 +299,8 @@ async fn initial_config_is_applied_and_the_proxy_becomes_ready() {
             &[r#"result="ack""#]
         )
         .await,
-        Some(7.0)
+        Some(ResourceKind::ALL.len() as f64),
+        "one ACK per kind"
     );
     assert_eq!(
         metric(
@@ -438,7 +439,8 @@ async fn invalid_updates_are_nacked_and_the_last_good_config_stays() {
             &[r#"result="ack""#]
         )
         .await,
-        Some(8.0)
+        Some(ResourceKind::ALL.len() as f64 + 1.0),
+        "one ACK per kind and one for the update"
     );
     proxy.stop().await;
 }
@@ -468,7 +470,7 @@ async fn a_restarted_control_plane_gets_the_versions_the_proxy_holds() {
 
     cp.restart().await;
     let subscriptions = cp
-        .wait_for("seven subscriptions on a second stream", |l| {
+        .wait_for("a subscription per kind on a second stream", |l| {
             let s = l.subscriptions_of(1);
             (s.len() == ResourceKind::ALL.len()).then(|| s.into_iter().cloned().collect::<Vec<_>>())
         })
@@ -477,13 +479,26 @@ async fn a_restarted_control_plane_gets_the_versions_the_proxy_holds() {
         subscriptions[0].node.is_some(),
         "a new stream starts with the node"
     );
-    for (sub, (kind, r)) in subscriptions.iter().zip(resources(net)) {
+    let held = resources(net);
+    for (sub, kind) in subscriptions.iter().zip(ResourceKind::ALL) {
         assert_eq!(sub.type_url, kind.type_url());
-        let want = BTreeMap::from([(r.name().into_owned(), "1".to_owned())]);
+        // One resource of each kind a sidecar gets (none of the gateway's listeners).
+        let want: BTreeMap<String, String> = held
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, r)| (r.name().into_owned(), "1".to_owned()))
+            .collect();
         assert_eq!(sub.initial_resource_versions, want, "{kind}");
     }
-    // The fake answers each subscription as it arrives: nothing changed, nothing was sent.
-    assert_eq!(cp.log(|l| l.sent_on(1).len()), 0);
+    // The fake answers each subscription as it arrives: nothing changed, so nothing was
+    // sent but the (empty) answer to the one subscription listing nothing, the listeners
+    // a sidecar never holds.
+    cp.log(|l| {
+        let sent = l.sent_on(1);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].type_url, ResourceKind::Listener.type_url());
+        assert!(sent[0].resources.is_empty() && sent[0].removed_resources.is_empty());
+    });
     wait_metric(&proxy, "mesh_proxy_control_plane_connected", &[], 1.0).await;
 
     // The new stream carries updates.
@@ -623,7 +638,9 @@ async fn a_control_plane_gone_silent_is_noticed_by_keepalive_and_reconnected() {
     }
     cp.log(|l| {
         for sub in l.subscriptions_of(1) {
-            assert_eq!(sub.initial_resource_versions.len(), 1, "{sub:?}");
+            // One resource of each kind a sidecar gets; no gateway listeners.
+            let held = usize::from(sub.type_url != ResourceKind::Listener.type_url());
+            assert_eq!(sub.initial_resource_versions.len(), held, "{sub:?}");
         }
     });
     wait_metric(&proxy, "mesh_proxy_control_plane_connected", &[], 1.0).await;
@@ -699,9 +716,10 @@ async fn without_the_ca_a_new_proxy_is_not_ready_and_serves_nothing() {
         )),
         &[mesh_api::tls::ALPN_H2],
     );
-    let tcp = tokio::net::TcpStream::connect(proxy.bound.inbound)
-        .await
-        .unwrap();
+    let tcp =
+        tokio::net::TcpStream::connect(proxy.bound.inbound.expect("a sidecar binds the mesh port"))
+            .await
+            .unwrap();
     let handshake = tokio_rustls::TlsConnector::from(Arc::new(client))
         .connect(
             rustls::pki_types::ServerName::try_from("productpage").unwrap(),
@@ -714,9 +732,10 @@ async fn without_the_ca_a_new_proxy_is_not_ready_and_serves_nothing() {
     );
     // And plaintext gets no HTTP answer either.
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut tcp = tokio::net::TcpStream::connect(proxy.bound.inbound)
-        .await
-        .unwrap();
+    let mut tcp =
+        tokio::net::TcpStream::connect(proxy.bound.inbound.expect("a sidecar binds the mesh port"))
+            .await
+            .unwrap();
     let _ = tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out)).await;

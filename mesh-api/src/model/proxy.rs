@@ -15,8 +15,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::{
     model::{
         AuthorizationPolicy, Cluster, ClusterKey, Endpoint, EndpointSet, InboundPolicy, Invalid,
-        ProxyMode, Resource, ResourceKind, ResourceType, RouteTable, Service, ServiceKind,
-        ServicePort, Workload,
+        Listener, ProxyMode, Resource, ResourceKind, ResourceType, RouteTable, Service,
+        ServiceKind, ServicePort, Workload,
         validate::{FieldError, Reason},
     },
     spiffe::SpiffeId,
@@ -56,6 +56,9 @@ pub struct ProxyConfigSpec {
     /// Authorization policies selecting the proxy's workload.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub authorization: Vec<AuthorizationPolicy>,
+    /// Gateway listeners (gateway mode only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<Listener>,
 }
 
 impl ProxyConfigSpec {
@@ -72,6 +75,7 @@ impl ProxyConfigSpec {
             clusters: Vec::new(),
             inbound: InboundPolicy::default(),
             authorization: Vec::new(),
+            listeners: Vec::new(),
         }
     }
 
@@ -85,6 +89,7 @@ impl ProxyConfigSpec {
             Resource::EndpointSet(e) => self.endpoints.push(e),
             Resource::Cluster(c) => self.clusters.push(c),
             Resource::RouteTable(r) => self.routes.push(r),
+            Resource::Listener(l) => self.listeners.push(l),
         }
     }
 }
@@ -107,6 +112,8 @@ struct Index {
     endpoints: HashMap<String, usize>,
     clusters: HashMap<ClusterKey, usize>,
     routes: HashMap<u16, HostRoutes>,
+    /// Gateway server port → (listener, its virtual hosts by host).
+    listeners: HashMap<u16, (usize, HostRoutes)>,
 }
 
 /// The route tables of one port, by host.
@@ -194,25 +201,36 @@ impl ProxyConfig {
         for (i, r) in spec.routes.iter().enumerate() {
             r.validate()?;
             unique(&mut names, r)?;
-            let by_host = index.routes.entry(r.port).or_default();
-            for h in &r.hostnames {
-                let slot = if h == "*" {
-                    if by_host.any.is_some() {
-                        return Err(duplicate_host(h, r.port));
-                    }
-                    by_host.any = Some(i);
-                    continue;
-                } else if let Some(suffix) = h.strip_prefix('*') {
-                    by_host.suffix.entry(suffix.to_owned())
-                } else {
-                    by_host.exact.entry(h.clone())
-                };
-                match slot {
-                    Entry::Occupied(_) => return Err(duplicate_host(h, r.port)),
-                    Entry::Vacant(v) => {
-                        v.insert(i);
-                    }
-                }
+            index.routes.entry(r.port).or_default().insert(r, i)?;
+        }
+        names.clear();
+        let mut bind_ports = HashMap::new();
+        for (i, l) in spec.listeners.iter().enumerate() {
+            l.validate()?;
+            unique(&mut names, l)?;
+            if let Some(other) = bind_ports.insert(l.bind_port(), i) {
+                return Err(Invalid::resource(
+                    ResourceKind::Listener,
+                    &l.name,
+                    FieldError::field(
+                        "bindPort",
+                        Reason::Other(format!(
+                            "port {} is also bound by listener {:?}",
+                            l.bind_port(),
+                            spec.listeners[other].name
+                        )),
+                    ),
+                ));
+            }
+            let mut hosts = HostRoutes::default();
+            for (j, v) in l.virtual_hosts.iter().enumerate() {
+                hosts.insert(v, j)?;
+            }
+            if index.listeners.insert(l.port, (i, hosts)).is_some() {
+                return Err(Invalid::Duplicate {
+                    kind: ResourceKind::Listener,
+                    name: Listener::name_for(l.port),
+                });
             }
         }
         Ok(Self { spec, index })
@@ -299,22 +317,73 @@ impl ProxyConfig {
     /// trailing dot are ignored, and case does not matter. An exact host wins over the
     /// longest matching `*.suffix` wildcard, which wins over `*`.
     pub fn route_table(&self, authority: &str, port: u16) -> Option<&RouteTable> {
-        let by_host = self.index.routes.get(&port)?;
+        let i = self.index.routes.get(&port)?.find(authority)?;
+        Some(&self.spec.routes[i])
+    }
+
+    /// The gateway listeners.
+    pub fn listeners(&self) -> &[Listener] {
+        &self.spec.listeners
+    }
+
+    /// The gateway listener of server port `port`.
+    pub fn listener(&self, port: u16) -> Option<&Listener> {
+        let (i, _) = self.index.listeners.get(&port)?;
+        Some(&self.spec.listeners[*i])
+    }
+
+    /// The virtual host of the gateway listener of server port `port` for a request to
+    /// `authority`, matched as [`ProxyConfig::route_table`] matches.
+    pub fn virtual_host(&self, port: u16, authority: &str) -> Option<&RouteTable> {
+        let (l, hosts) = self.index.listeners.get(&port)?;
+        let v = hosts.find(authority)?;
+        Some(&self.spec.listeners[*l].virtual_hosts[v])
+    }
+}
+
+// === impl HostRoutes ===
+
+impl HostRoutes {
+    /// Indexes the host names of `table` (position `i`); a host claimed twice is an error.
+    fn insert(&mut self, table: &RouteTable, i: usize) -> Result<(), Invalid> {
+        for h in &table.hostnames {
+            let slot = if h == "*" {
+                if self.any.is_some() {
+                    return Err(duplicate_host(h, table.port));
+                }
+                self.any = Some(i);
+                continue;
+            } else if let Some(suffix) = h.strip_prefix('*') {
+                self.suffix.entry(suffix.to_owned())
+            } else {
+                self.exact.entry(h.clone())
+            };
+            match slot {
+                Entry::Occupied(_) => return Err(duplicate_host(h, table.port)),
+                Entry::Vacant(v) => {
+                    v.insert(i);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The table for `authority`: exact host, then the longest `*.suffix`, then `*`.
+    fn find(&self, authority: &str) -> Option<usize> {
         let host = host_of(authority);
-        let i = with_lower_case(host, |host| {
-            if let Some(&i) = by_host.exact.get(host) {
+        with_lower_case(host, |host| {
+            if let Some(&i) = self.exact.get(host) {
                 return Some(i);
             }
             // Longest suffix first: each '.' after the first byte starts a candidate.
             for (dot, _) in host.match_indices('.').filter(|(i, _)| *i > 0) {
-                if let Some(&i) = by_host.suffix.get(&host[dot..]) {
+                if let Some(&i) = self.suffix.get(&host[dot..]) {
                     return Some(i);
                 }
             }
             None
         })
-        .or(by_host.any)?;
-        Some(&self.spec.routes[i])
+        .or(self.any)
     }
 }
 

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     model::{
-        AuthorizationPolicy, Cluster, EndpointSet, InboundPolicy, RouteTable, Service, Workload,
+        AuthorizationPolicy, Cluster, EndpointSet, InboundPolicy, Listener, RouteTable, Service,
+        Workload,
         validate::{self, FieldError, Invalid, ResultExt as _},
     },
     spiffe::SpiffeId,
@@ -30,12 +31,14 @@ pub enum ResourceKind {
     Cluster,
     /// [`crate::model::RouteTable`]
     RouteTable,
+    /// [`crate::model::Listener`] (gateway-mode proxies only)
+    Listener,
 }
 
 impl ResourceKind {
     /// Every kind, in the order a server sends them (dependencies first), so that a route
     /// never names a cluster the proxy has not heard of yet.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Workload,
         Self::InboundPolicy,
         Self::AuthorizationPolicy,
@@ -43,6 +46,7 @@ impl ResourceKind {
         Self::EndpointSet,
         Self::Cluster,
         Self::RouteTable,
+        Self::Listener,
     ];
 
     /// The kind's name in messages, e.g. `route table`.
@@ -55,6 +59,7 @@ impl ResourceKind {
             Self::EndpointSet => "endpoint set",
             Self::Cluster => "cluster",
             Self::RouteTable => "route table",
+            Self::Listener => "listener",
         }
     }
 
@@ -69,6 +74,7 @@ impl ResourceKind {
             Self::EndpointSet => "mesh.discovery.v1.EndpointSet",
             Self::Cluster => "mesh.discovery.v1.Cluster",
             Self::RouteTable => "mesh.discovery.v1.RouteTable",
+            Self::Listener => "mesh.discovery.v1.Listener",
         }
     }
 
@@ -121,6 +127,7 @@ resource_type!(Service, |s| Cow::Borrowed(&s.hostname));
 resource_type!(EndpointSet, |e| Cow::Borrowed(&e.hostname));
 resource_type!(Cluster, |c| Cow::Owned(c.resource_name()));
 resource_type!(RouteTable, |r| Cow::Borrowed(&r.name));
+resource_type!(Listener, |l| Cow::Borrowed(&l.name));
 
 /// A resource of any kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +147,8 @@ pub enum Resource {
     Cluster(Cluster),
     /// Routes for a host and port.
     RouteTable(RouteTable),
+    /// A gateway listener.
+    Listener(Listener),
 }
 
 macro_rules! each_resource {
@@ -152,6 +161,7 @@ macro_rules! each_resource {
             Resource::EndpointSet($r) => $body,
             Resource::Cluster($r) => $body,
             Resource::RouteTable($r) => $body,
+            Resource::Listener($r) => $body,
         }
     };
 }

@@ -202,6 +202,7 @@ impl TryFrom<pb::Resource> for model::Resource {
             Body::EndpointSet(b) => Self::EndpointSet(b.try_into()?),
             Body::Cluster(b) => Self::Cluster(b.try_into()?),
             Body::RouteTable(b) => Self::RouteTable(b.try_into()?),
+            Body::Listener(b) => Self::Listener(b.try_into()?),
         };
         if resource.name() != name {
             return Err(envelope(FieldError::field(
@@ -236,6 +237,7 @@ impl pb::Resource {
             model::Resource::EndpointSet(r) => Body::EndpointSet(r.into()),
             model::Resource::Cluster(r) => Body::Cluster(r.into()),
             model::Resource::RouteTable(r) => Body::RouteTable(r.into()),
+            model::Resource::Listener(r) => Body::Listener(r.into()),
         };
         Self {
             name: resource.name().into_owned(),
@@ -255,6 +257,7 @@ impl pb::Resource {
             Body::EndpointSet(_) => ResourceKind::EndpointSet,
             Body::Cluster(_) => ResourceKind::Cluster,
             Body::RouteTable(_) => ResourceKind::RouteTable,
+            Body::Listener(_) => ResourceKind::Listener,
         })
     }
 }

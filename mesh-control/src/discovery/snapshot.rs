@@ -204,14 +204,16 @@ impl ScopeResources {
     }
 }
 
-/// A proxy's own resources (workload, inbound policy, authorization policies), by kind.
-pub(crate) fn own_resources(own: OwnConfig) -> [KindMap; 3] {
+/// A proxy's own resources (workload, inbound policy, authorization policies, gateway
+/// listeners), by kind.
+pub(crate) fn own_resources(own: OwnConfig) -> [KindMap; OWN_KINDS.len()] {
     let OwnConfig {
         workload,
         inbound,
         authorization,
+        listeners,
     } = own;
-    let mut kinds: [KindMap; 3] = Default::default();
+    let mut kinds: [KindMap; OWN_KINDS.len()] = Default::default();
     let resources = workload
         .map(model::Resource::Workload)
         .into_iter()
@@ -220,7 +222,8 @@ pub(crate) fn own_resources(own: OwnConfig) -> [KindMap; 3] {
             authorization
                 .into_iter()
                 .map(model::Resource::AuthorizationPolicy),
-        );
+        )
+        .chain(listeners.into_iter().map(model::Resource::Listener));
     for r in resources {
         let slot = own_slot(r.kind()).expect("own kinds only");
         let e = Entry::new(&r);
@@ -229,11 +232,13 @@ pub(crate) fn own_resources(own: OwnConfig) -> [KindMap; 3] {
     kinds
 }
 
-/// The kinds that are each proxy's own, in dependency order.
-pub(crate) const OWN_KINDS: [ResourceKind; 3] = [
+/// The kinds that are each proxy's own. They are sent in [`ResourceKind::ALL`] order with
+/// the scope kinds: listeners last, after the clusters their routes name.
+pub(crate) const OWN_KINDS: [ResourceKind; 4] = [
     ResourceKind::Workload,
     ResourceKind::InboundPolicy,
     ResourceKind::AuthorizationPolicy,
+    ResourceKind::Listener,
 ];
 
 /// The position of an own kind in [`OWN_KINDS`].

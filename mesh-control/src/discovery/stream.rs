@@ -53,9 +53,9 @@ struct Pending {
 pub(crate) struct Conn {
     node: Node,
     /// By [`ResourceKind::ALL`] index.
-    subscribed: [bool; 7],
-    answered: [bool; 7],
-    own_held: [Held; 3],
+    subscribed: [bool; ResourceKind::ALL.len()],
+    answered: [bool; ResourceKind::ALL.len()],
+    own_held: [Held; OWN_KINDS.len()],
     base: Option<Arc<ScopeResources>>,
     custom: Option<[Held; 4]>,
     pending: VecDeque<Pending>,
@@ -81,8 +81,8 @@ impl Conn {
     ) -> Self {
         Self {
             node,
-            subscribed: [false; 7],
-            answered: [false; 7],
+            subscribed: [false; ResourceKind::ALL.len()],
+            answered: [false; ResourceKind::ALL.len()],
             own_held: Default::default(),
             base: None,
             custom: None,

@@ -12,7 +12,9 @@
 //! - **Routes** (sidecars): per host, the first visible VirtualService; else the
 //!   applicable GAMMA routes. Route tables answer to the FQDN, `<name>.<ns>`,
 //!   `<name>.<ns>.svc`, the short name (same namespace only) and each IPv4 VIP. Gateway
-//!   proxies get none yet (gateway mode comes with the ingress gateway).
+//!   proxies get none: their routes come with their listeners.
+//! - **Listeners** (gateways): the servers of the Gateways selecting the proxy's labels,
+//!   with the VirtualServices bound to them (see `gateways`).
 //! - **Security**: the inbound mTLS policy and authorization policies of the workload.
 //!
 //! Every list is sorted, so the same inputs give the same JSON.
@@ -27,7 +29,7 @@ use mesh_api::model::{
 };
 
 use super::{
-    OwnConfig, ScopeConfig, Settings, clusters, gateway_api::RuleKey, security,
+    OwnConfig, ScopeConfig, Settings, clusters, gateway_api::RuleKey, gateways, security,
     services::ServiceRecord, state::State,
 };
 
@@ -45,6 +47,7 @@ pub(super) fn build(settings: &Settings, state: &State, node: &Node) -> ProxyCon
         workload,
         inbound,
         authorization,
+        listeners,
     } = own(settings, state, node);
     spec.workload = workload;
     spec.services = services;
@@ -53,6 +56,7 @@ pub(super) fn build(settings: &Settings, state: &State, node: &Node) -> ProxyCon
     spec.routes = routes;
     spec.inbound = inbound;
     spec.authorization = authorization;
+    spec.listeners = listeners;
     spec
 }
 
@@ -100,9 +104,8 @@ pub(super) fn scope(settings: &Settings, state: &State, ns: &str, mode: ProxyMod
         }
         out.services.push(svc);
     }
-    // Gateway proxies get no route tables yet: the gateway mode (our Gateway and the
-    // VirtualServices bound to it, Gateway API Gateways and their routes) arrives with the
-    // ingress gateway work, and until then a gateway routes nothing rather than guessing.
+    // Gateway proxies get no service route tables: their routes are their listeners'
+    // virtual hosts (`own`).
 
     out.services.sort_by(|a, b| a.hostname.cmp(&b.hostname));
     out.endpoints.sort_by(|a, b| a.hostname.cmp(&b.hostname));
@@ -125,7 +128,16 @@ pub(super) fn own(settings: &Settings, state: &State, node: &Node) -> OwnConfig 
         .map(|w| &w.workload)
         .find(|w| w.identity == node.identity);
     let labels = workload.map_or(&node.labels, |w| &w.labels);
+    let listeners = gateways::listeners(
+        &state.gateways,
+        &state.gateway_routes,
+        &state.services,
+        node,
+        labels,
+        workload,
+    );
     OwnConfig {
+        listeners,
         workload: workload.cloned(),
         inbound: security::inbound_policy(
             &state.peer_authentications,

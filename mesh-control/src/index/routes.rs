@@ -6,7 +6,8 @@
 //! port of that service, the routes that apply on that port: `http` routes on HTTP and
 //! undeclared ports, `tcp` routes on opaque and undeclared ports, and of those only routes
 //! with a match for the port (or no `port` in their matches). Gateway-bound
-//! VirtualServices are left to the gateway translation.
+//! VirtualServices are translated per gateway and server port by
+//! [`translate_for_gateway`] (see `gateways`).
 //!
 //! Field mapping, with what cannot be expressed skipped and reported:
 //!
@@ -79,6 +80,65 @@ pub(super) fn binds_mesh(gateways: &[String]) -> bool {
     gateways.is_empty() || gateways.iter().any(|g| g == "mesh")
 }
 
+/// Whom a translation is for: the sidecars, or one gateway.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Binding<'a> {
+    /// Sidecars (`mesh`).
+    Mesh,
+    /// The Gateway `(namespace, name)`.
+    Gateway(&'a (String, String)),
+}
+
+impl Binding<'_> {
+    /// Whether a `gateways` list (of a VirtualService in `ns`, or of one of its matches)
+    /// names this binding.
+    pub(super) fn bound_by(self, gateways: &[String], ns: &str) -> bool {
+        match self {
+            Self::Mesh => binds_mesh(gateways),
+            Self::Gateway(gw) => gateways
+                .iter()
+                .filter_map(|g| gateway_ref(g, ns))
+                .any(|r| r == *gw),
+        }
+    }
+}
+
+/// The Gateway a `gateways` entry of a VirtualService in `ns` names: `ns/name` or `name`
+/// (in `ns`); `None` for `mesh`.
+pub(super) fn gateway_ref(entry: &str, ns: &str) -> Option<(String, String)> {
+    if entry == "mesh" {
+        return None;
+    }
+    Some(match entry.split_once('/') {
+        Some((gw_ns, name)) => (gw_ns.to_owned(), name.to_owned()),
+        None => (ns.to_owned(), entry.to_owned()),
+    })
+}
+
+/// Translates a VirtualService's `http` routes for the server port `port` of the Gateway
+/// `gateway` it is bound to. Routes keep their matches for that port (Istio: a match
+/// `port` at a gateway is the server port) and for that gateway.
+pub(super) fn translate_for_gateway(
+    cx: &mut Cx<'_>,
+    vs: &VirtualService,
+    resolver: &Resolver<'_>,
+    subsets: &SubsetNames,
+    gateway: &(String, String),
+    port: u16,
+) -> Vec<HttpRoute> {
+    let tr = Translator {
+        resolver,
+        subsets,
+        binding: Binding::Gateway(gateway),
+    };
+    vs.spec
+        .http
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| tr.http_route(cx, r, i, port))
+        .collect()
+}
+
 /// Names of subsets defined by any DestinationRule, by host, to flag references to
 /// undefined ones.
 pub(super) type SubsetNames = BTreeMap<String, BTreeSet<String>>;
@@ -113,7 +173,11 @@ pub(super) fn translate(
         }
     }
     let export = ExportTo::parse(&spec.export_to, ns);
-    let tr = Translator { resolver, subsets };
+    let tr = Translator {
+        resolver,
+        subsets,
+        binding: Binding::Mesh,
+    };
     let mut out = Vec::new();
     for (hostname, specificity) in targets {
         let Some(svc) = resolver.service(&hostname) else {
@@ -164,6 +228,7 @@ pub(super) fn translate(
 struct Translator<'a, 'r> {
     resolver: &'a Resolver<'r>,
     subsets: &'a SubsetNames,
+    binding: Binding<'a>,
 }
 
 impl Translator<'_, '_> {
@@ -183,7 +248,7 @@ impl Translator<'_, '_> {
             if m.port.is_some_and(|p| p != u32::from(port)) {
                 continue;
             }
-            if !m.gateways.is_empty() && !binds_mesh(&m.gateways) {
+            if !m.gateways.is_empty() && !self.binding.bound_by(&m.gateways, cx.namespace()) {
                 continue;
             }
             match http_match(m) {

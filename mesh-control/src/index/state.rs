@@ -14,6 +14,7 @@ use super::{
     IndexWarning, Settings,
     clusters::{self, DrRecord},
     gateway_api::{self, GammaCandidate},
+    gateways::{self, GatewayRecord, GatewayRoutes},
     hosts::{Cx, Resolver, ResourceRef, push_warning},
     routes::{self, SubsetNames, VsCandidate},
     security::{self, AuthzRecord, PeerAuthnRecord},
@@ -33,6 +34,10 @@ pub(super) struct State {
     pub(super) services: BTreeMap<String, Vec<ServiceRecord>>,
     /// VirtualService route candidates by service host name, in precedence order.
     pub(super) virtual_services: BTreeMap<String, Vec<VsCandidate>>,
+    /// Gateways (with at least one HTTP server) by (namespace, name).
+    pub(super) gateways: BTreeMap<(String, String), GatewayRecord>,
+    /// VirtualService routes bound to each Gateway, by VirtualService namespace and name.
+    pub(super) gateway_routes: BTreeMap<(String, String), Vec<GatewayRoutes>>,
     /// HTTPRoute/GRPCRoute candidates by service host name.
     pub(super) gamma_routes: BTreeMap<String, Vec<GammaCandidate>>,
     /// DestinationRules by namespace, by name.
@@ -184,6 +189,18 @@ impl State {
             }
         }
 
+        // Gateways, before routes: gateway-bound VirtualServices are translated per server.
+        for (origin, r) in &resources {
+            if let Resource::Gateway(gw) = r {
+                let mut cx = Cx::new(settings, origin, &mut warnings);
+                let rec = gateways::translate(&mut cx, gw);
+                if !rec.servers.is_empty() {
+                    let key = (origin.namespace.clone(), origin.name.clone());
+                    state.gateways.insert(key, rec);
+                }
+            }
+        }
+
         // Routes.
         for (origin, r) in &resources {
             let mut cx = Cx::new(settings, origin, &mut warnings);
@@ -191,6 +208,15 @@ impl State {
                 Resource::VirtualService(vs) => {
                     for (host, c) in routes::translate(&mut cx, vs, &resolver, &subsets) {
                         state.virtual_services.entry(host).or_default().push(c);
+                    }
+                    for (gw, c) in gateways::translate_virtual_service(
+                        &mut cx,
+                        vs,
+                        &state.gateways,
+                        &resolver,
+                        &subsets,
+                    ) {
+                        state.gateway_routes.entry(gw).or_default().push(c);
                     }
                 }
                 Resource::HttpRoute(route) => {

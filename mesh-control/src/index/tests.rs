@@ -7,6 +7,7 @@
 
 mod clusters;
 mod gateway_api;
+mod gateways;
 mod routes;
 mod scope;
 mod security;

@@ -285,5 +285,6 @@ fn take(spec: &mut ProxyConfigSpec, kind: ResourceKind) -> Vec<model::Resource> 
         ResourceKind::EndpointSet => drain(&mut spec.endpoints, R::EndpointSet),
         ResourceKind::Cluster => drain(&mut spec.clusters, R::Cluster),
         ResourceKind::RouteTable => drain(&mut spec.routes, R::RouteTable),
+        ResourceKind::Listener => drain(&mut spec.listeners, R::Listener),
     }
 }

@@ -25,6 +25,16 @@ pub enum ProxyError {
         /// The request's path.
         path: String,
     },
+    /// A gateway serves no virtual host for the request's host on this port.
+    #[error("no virtual host for {host} on gateway port {port}; {served}")]
+    NoVirtualHost {
+        /// The request's host.
+        host: String,
+        /// The gateway server port.
+        port: u16,
+        /// The hosts served there, in words (`it serves a, b`).
+        served: String,
+    },
     /// The destination is not a service this proxy knows.
     #[error("unknown destination {0}")]
     UnknownDestination(String),
@@ -81,7 +91,9 @@ impl ProxyError {
     /// The response flag for metrics and access logs.
     pub fn flag(&self) -> ResponseFlag {
         match self {
-            Self::NoRoute { .. } | Self::UnknownDestination(_) => ResponseFlag::NoRouteFound,
+            Self::NoRoute { .. } | Self::NoVirtualHost { .. } | Self::UnknownDestination(_) => {
+                ResponseFlag::NoRouteFound
+            }
             Self::NoCluster(_) => ResponseFlag::NoClusterFound,
             Self::NoHealthyUpstream(_) => ResponseFlag::NoHealthyUpstream,
             Self::ConnectFailure { .. } => ResponseFlag::UpstreamConnectionFailure,
@@ -96,7 +108,7 @@ impl ProxyError {
     /// The HTTP status the proxy answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Self::NoRoute { .. } | Self::NoVirtualHost { .. } => StatusCode::NOT_FOUND,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::FaultAbort { status, .. } => *status,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -113,8 +125,8 @@ impl ProxyError {
     /// The gRPC status code the proxy answers gRPC requests with.
     pub fn grpc_status(&self) -> u32 {
         match self {
-            Self::NoRoute { .. } => 12, // UNIMPLEMENTED
-            Self::Timeout { .. } => 4,  // DEADLINE_EXCEEDED
+            Self::NoRoute { .. } | Self::NoVirtualHost { .. } => 12, // UNIMPLEMENTED
+            Self::Timeout { .. } => 4,                               // DEADLINE_EXCEEDED
             Self::FaultAbort { grpc, status } => grpc.unwrap_or_else(|| http_to_grpc(*status)),
             Self::BadRequest(_) => 13, // INTERNAL
             Self::Denied(_) => 7,      // PERMISSION_DENIED

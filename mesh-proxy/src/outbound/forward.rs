@@ -111,6 +111,22 @@ async fn route_and_forward(
             .await
             .map(Reply::Upstream);
     };
+    route_in_table(proxy, snap, table, req, authority, conn.dest.pinned, meter).await
+}
+
+/// Routes a request (its path already canonical) by `table`'s HTTP routes and carries out
+/// the chosen action: forward (faults, split, balance, retries, timeouts, mirrors),
+/// redirect or direct response. No matching route is `NR` (404). Shared by the sidecar's
+/// outbound side and the gateway's listeners.
+pub(crate) async fn route_in_table(
+    proxy: &Arc<Proxy>,
+    snap: &Arc<Snapshot>,
+    table: &mesh_api::model::RouteTable,
+    req: Request<Incoming>,
+    authority: String,
+    pinned: Option<SocketAddr>,
+    meter: &mut Meter,
+) -> Result<Reply, ProxyError> {
     let labels = snap.config.workload().map(|w| &w.labels);
     let empty = Default::default();
     let src = SourceView {
@@ -143,7 +159,7 @@ async fn route_and_forward(
                     None
                 }
             });
-            forward(proxy, snap, req, fwd, prefix, conn.dest.pinned, meter)
+            forward(proxy, snap, req, fwd, prefix, pinned, meter)
                 .await
                 .map(Reply::Upstream)
         }

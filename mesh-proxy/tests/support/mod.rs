@@ -154,13 +154,26 @@ pub async fn proxy_with(
     upstreams: &[(&str, u16)],
     configure: impl FnOnce(&mut Args),
 ) -> TestProxy {
+    let (mut args, dir) = proxy_args(addr, spec, upstreams);
+    configure(&mut args);
+    let app = App::build(args, None).await.expect("proxy builds");
+    start(app, dir)
+}
+
+/// The arguments of a proxy at `addr` running on `spec` (a static file in the returned
+/// directory, with a certificate from the test CA).
+fn proxy_args(
+    addr: IpAddr,
+    spec: &ProxyConfigSpec,
+    upstreams: &[(&str, u16)],
+) -> (Args, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("proxy.json");
     std::fs::write(&path, serde_json::to_vec_pretty(spec).unwrap()).unwrap();
     let identity_dir = dir.path().join("identity");
     pki::ca().issue_into(&spec.identity, &identity_dir);
     let any = |port: u16| SocketAddr::new(addr, port);
-    let mut args = Args {
+    let args = Args {
         config: Some(path),
         discovery: Default::default(),
         identity: mesh_proxy::identity::Args {
@@ -190,8 +203,37 @@ pub async fn proxy_with(
         trace_collector: None,
         trace_sampling: 1.0,
     };
-    configure(&mut args);
-    let app = App::build(args, None).await.expect("proxy builds");
+    (args, dir)
+}
+
+/// Starts a gateway-mode proxy (`mesh-proxy gateway`) at `addr` with `spec`, serving each of
+/// `server_ports` on an `--listen` listener at `addr:0` (see `bound.gateway`).
+pub async fn gateway_proxy(
+    addr: IpAddr,
+    spec: &ProxyConfigSpec,
+    server_ports: &[u16],
+) -> TestProxy {
+    let (run, dir) = proxy_args(addr, spec, &[]);
+    let args = mesh_proxy::gateway::Args {
+        run,
+        listen_host: addr,
+        listen: server_ports
+            .iter()
+            .map(|p| (*p, SocketAddr::new(addr, 0)))
+            .collect(),
+    };
+    let app = App::build_gateway(args, None)
+        .await
+        .expect("gateway builds");
+    assert_eq!(
+        app.bound().inbound,
+        None,
+        "a gateway has no mesh inbound port"
+    );
+    start(app, dir)
+}
+
+fn start(app: App, dir: tempfile::TempDir) -> TestProxy {
     let bound = app.bound().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(app.run(async move {

@@ -328,6 +328,7 @@ pub(crate) fn mk_config() -> ProxyConfigSpec {
                 when: Vec::new(),
             }],
         }],
+        listeners: Vec::new(),
     }
 }
 

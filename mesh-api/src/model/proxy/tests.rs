@@ -221,3 +221,63 @@ inbound: { mode: strict }
         "{err}"
     );
 }
+
+fn mk_listener(port: u16, bind_port: Option<u16>, hosts: &[&str]) -> Listener {
+    let mut vhost = mk_route_table("reviews", port);
+    vhost.name = format!("default/shop:{port}");
+    vhost.hostnames = hosts.iter().map(|h| (*h).to_owned()).collect();
+    Listener {
+        name: Listener::name_for(port),
+        port,
+        bind_port,
+        virtual_hosts: vec![vhost],
+    }
+}
+
+#[test]
+fn gateway_virtual_hosts_by_server_port_and_host() {
+    let mut spec = mk_spec();
+    spec.listeners = vec![
+        mk_listener(80, Some(8080), &["shop.example.com", "*.example.org"]),
+        mk_listener(81, None, &["*"]),
+    ];
+    let cfg = ProxyConfig::new(spec).unwrap();
+    assert_eq!(cfg.listener(80).unwrap().bind_port(), 8080);
+    assert_eq!(cfg.listener(81).unwrap().bind_port(), 81);
+    assert!(
+        cfg.listener(8080).is_none(),
+        "listeners are keyed by server port"
+    );
+    let v = cfg.virtual_host(80, "SHOP.example.com:80").unwrap();
+    assert_eq!(v.name, "default/shop:80");
+    assert!(cfg.virtual_host(80, "a.b.example.org").is_some());
+    assert!(cfg.virtual_host(80, "example.org").is_none());
+    assert!(cfg.virtual_host(81, "anything").is_some());
+    // Service route tables and virtual hosts do not mix.
+    assert!(cfg.route_table("shop.example.com", 80).is_none());
+}
+
+#[test]
+fn gateway_listeners_are_checked() {
+    let with = |listeners| {
+        let mut spec = mk_spec();
+        spec.listeners = listeners;
+        ProxyConfig::new(spec).unwrap_err().to_string()
+    };
+    let e = with(vec![
+        mk_listener(80, Some(8080), &["a.example.com"]),
+        mk_listener(81, Some(8080), &["b.example.com"]),
+    ]);
+    assert!(
+        e.contains("port 8080 is also bound by listener \"http.80\""),
+        "{e}"
+    );
+    let mut twice = mk_listener(80, None, &["a.example.com"]);
+    twice.virtual_hosts.push(twice.virtual_hosts[0].clone());
+    let e = with(vec![twice]);
+    assert!(e.contains("a.example.com"), "{e}");
+    let mut wrong_port = mk_listener(80, None, &["a.example.com"]);
+    wrong_port.virtual_hosts[0].port = 81;
+    let e = with(vec![wrong_port]);
+    assert!(e.contains("virtualHosts[0].port"), "{e}");
+}

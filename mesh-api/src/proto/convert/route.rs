@@ -29,15 +29,50 @@ impl TryFrom<pb::RouteTable> for model::RouteTable {
 
     fn try_from(r: pb::RouteTable) -> Result<Self, Invalid> {
         let name = r.name.clone();
+        resource(&name, || route_table_fields(r))
+    }
+}
+
+/// The fields of a route table, unvalidated (also a listener's virtual hosts).
+fn route_table_fields(r: pb::RouteTable) -> Result<model::RouteTable, FieldError> {
+    Ok(model::RouteTable {
+        port: port_from(r.port).at("port")?,
+        name: r.name,
+        hostnames: r.hostnames,
+        http: list("http", r.http, model::HttpRoute::try_from)?,
+        tcp: list("tcp", r.tcp, model::TcpRoute::try_from)?,
+    })
+}
+
+// === Listener ===
+
+impl TryFrom<pb::Listener> for model::Listener {
+    type Error = Invalid;
+
+    fn try_from(l: pb::Listener) -> Result<Self, Invalid> {
+        let name = l.name.clone();
         resource(&name, || {
             Ok(Self {
-                port: port_from(r.port).at("port")?,
-                name: r.name,
-                hostnames: r.hostnames,
-                http: list("http", r.http, model::HttpRoute::try_from)?,
-                tcp: list("tcp", r.tcp, model::TcpRoute::try_from)?,
+                port: port_from(l.port).at("port")?,
+                bind_port: match l.bind_port {
+                    0 => None,
+                    p => Some(port_from(p).at("bindPort")?),
+                },
+                name: l.name,
+                virtual_hosts: list("virtualHosts", l.virtual_hosts, route_table_fields)?,
             })
         })
+    }
+}
+
+impl From<&model::Listener> for pb::Listener {
+    fn from(l: &model::Listener) -> Self {
+        Self {
+            name: l.name.clone(),
+            port: l.port.into(),
+            bind_port: l.bind_port.map_or(0, u32::from),
+            virtual_hosts: l.virtual_hosts.iter().map(Into::into).collect(),
+        }
     }
 }
 

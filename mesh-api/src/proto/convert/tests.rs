@@ -47,6 +47,16 @@ fn every_resource_kind_round_trips() {
     v6.health = model::Health::Draining;
     v6.locality = model::Locality::default();
     resources.push(model::Resource::Workload(v6));
+    let mut vhost = mk_route_table("reviews", 80);
+    vhost.hostnames = vec!["shop.example.com".into(), "*.example.org".into()];
+    for bind_port in [None, Some(8080)] {
+        resources.push(model::Resource::Listener(model::Listener {
+            name: model::Listener::name_for(80),
+            port: 80,
+            bind_port,
+            virtual_hosts: vec![vhost.clone()],
+        }));
+    }
 
     let kinds: std::collections::BTreeSet<_> = resources.iter().map(|r| r.kind()).collect();
     assert_eq!(

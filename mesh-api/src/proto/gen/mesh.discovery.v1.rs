@@ -98,7 +98,7 @@ pub struct Resource {
     #[prost(string, tag = "2")]
     pub version: ::prost::alloc::string::String,
     /// The resource itself; its kind must match the response's `type_url`.
-    #[prost(oneof = "resource::Body", tags = "10, 11, 12, 13, 14, 15, 16")]
+    #[prost(oneof = "resource::Body", tags = "10, 11, 12, 13, 14, 15, 16, 17")]
     pub body: ::core::option::Option<resource::Body>,
 }
 /// Nested message and enum types in `Resource`.
@@ -127,6 +127,9 @@ pub mod resource {
         /// Routes for a host and port.
         #[prost(message, tag = "16")]
         RouteTable(super::RouteTable),
+        /// A gateway listener (gateway-mode proxies only).
+        #[prost(message, tag = "17")]
+        Listener(super::Listener),
     }
 }
 /// A namespaced object name.
@@ -609,6 +612,28 @@ pub struct TcpMatch {
     /// For TLS: SNI names, any of which matches (`*.example.com` wildcards allowed).
     #[prost(string, repeated, tag = "2")]
     pub sni_hosts: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// An HTTP listener of a gateway-mode proxy: one gateway server port (of every `Gateway`
+/// selecting the proxy), with the virtual hosts of the routes bound to it. Resource name:
+/// `http.<port>`.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Listener {
+    /// The resource name, `http.<port>`.
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// The gateway server port (`Gateway.spec.servers\[\].port.number`). Routes' port matches
+    /// and the route tables' `port` refer to it.
+    #[prost(uint32, tag = "2")]
+    pub port: u32,
+    /// The port the proxy binds: the target port of the gateway's Service port `port` (80 ->
+    /// 8080), or `port` itself when no Service exposes it. 0 means `port`.
+    #[prost(uint32, tag = "3")]
+    pub bind_port: u32,
+    /// The virtual hosts, each the routes of one VirtualService (or route) for its hosts
+    /// there; a host name (or wildcard) appears in at most one. Requests are matched by host
+    /// first (exact, then the longest `*.suffix`, then `*`), then by the table's routes.
+    #[prost(message, repeated, tag = "4")]
+    pub virtual_hosts: ::prost::alloc::vec::Vec<RouteTable>,
 }
 /// Upstream settings for a service port or subset. Resource name:
 /// `outbound|<port>|<subset>|<hostname>` (subset empty when none).
@@ -1192,7 +1217,7 @@ pub mod discovery_client {
     ///   kind: `resources` to add or replace (whole resources, never partial) and
     ///   `removed_resources` to delete, under a fresh `nonce`. Kinds are sent in dependency order
     ///   (workload, inbound policy, authorization policies, services, endpoint sets, clusters,
-    ///   route tables; removals in reverse), so a proxy never sees a route to a cluster it has
+    ///   route tables, listeners; removals in reverse), so a proxy never sees a route to a cluster it has
     ///   not received.
     /// 1. The proxy answers every response, in order: an ACK (`type_url` and `response_nonce`)
     ///   once applied, or a NACK (the same plus `error_detail`) if any resource in it is invalid,
@@ -1334,7 +1359,7 @@ pub mod discovery_server {
     ///   kind: `resources` to add or replace (whole resources, never partial) and
     ///   `removed_resources` to delete, under a fresh `nonce`. Kinds are sent in dependency order
     ///   (workload, inbound policy, authorization policies, services, endpoint sets, clusters,
-    ///   route tables; removals in reverse), so a proxy never sees a route to a cluster it has
+    ///   route tables, listeners; removals in reverse), so a proxy never sees a route to a cluster it has
     ///   not received.
     /// 1. The proxy answers every response, in order: an ACK (`type_url` and `response_nonce`)
     ///   once applied, or a NACK (the same plus `error_detail`) if any resource in it is invalid,
