@@ -11,6 +11,10 @@
 //! server), [`client`] (outgoing gRPC, with `*_SERVICE_ADDR` resolution), [`trace`] (W3C
 //! `traceparent` propagation from incoming to outgoing calls), [`money`] (exact `Money`
 //! arithmetic) and [`proto`] (the generated API).
+//!
+//! On top of them, [`frontend`] serves the shop's HTML pages over HTTP/1.1 as upstream's
+//! frontend does, calling the services above, and [`loadgen`] drives it with simulated
+//! shoppers following upstream's Locust task mix.
 
 pub mod ad;
 pub mod cart;
@@ -18,8 +22,10 @@ pub mod checkout;
 pub mod client;
 pub mod currency;
 pub mod email;
+pub mod frontend;
 pub mod health;
 pub mod id;
+pub mod loadgen;
 pub mod money;
 pub mod payment;
 pub mod productcatalog;

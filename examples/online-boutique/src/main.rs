@@ -1,7 +1,9 @@
 //! `boutique`: runs one Online Boutique service per process, as upstream's images do:
 //! `boutique <service> [--listen ADDR]`. Each listens on `0.0.0.0:$PORT` (upstream's
 //! default port when `PORT` is unset) unless `--listen` says otherwise, and finds the
-//! services it calls through upstream's `*_SERVICE_ADDR` variables.
+//! services it calls through upstream's `*_SERVICE_ADDR` variables. `boutique frontend`
+//! serves the shop's web pages (HTTP/1.1, port 8080) and `boutique loadgen` drives them
+//! with simulated shoppers.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -10,7 +12,7 @@ use clap::{Parser, Subcommand};
 use online_boutique::{
     ad, cart, checkout,
     client::Channel,
-    currency, email, payment, productcatalog, recommendation,
+    currency, email, frontend, loadgen, payment, productcatalog, recommendation,
     server::{Router, Server},
     shipping,
 };
@@ -20,10 +22,22 @@ use online_boutique::{
 #[command(version, about)]
 struct Cli {
     #[command(subcommand)]
-    service: Service,
+    command: Command,
     /// Address to listen on (default: 0.0.0.0:$PORT, or the service's upstream port).
     #[arg(long, global = true)]
     listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Service(Service),
+    /// The web frontend (port 8080; PRODUCT_CATALOG, CURRENCY, CART, RECOMMENDATION,
+    /// SHIPPING, CHECKOUT and AD _SERVICE_ADDR).
+    Frontend,
+    /// The load generator: simulated shoppers on the frontend, as upstream's Locust
+    /// (FRONTEND_ADDR, USERS, RATE). Exits non-zero when a request failed.
+    Loadgen(loadgen::Args),
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]
@@ -120,15 +134,23 @@ async fn main() -> Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let listen = match cli.listen {
+    match cli.command {
+        Command::Service(service) => serve(service, cli.listen).await,
+        Command::Frontend => serve_frontend(cli.listen).await,
+        Command::Loadgen(args) => generate_load(&args).await,
+    }
+}
+
+/// Serves one gRPC service until Ctrl-C.
+async fn serve(service: Service, listen: Option<SocketAddr>) -> Result<()> {
+    let listen = match listen {
         Some(addr) => addr,
-        None => listen_addr(cli.service.default_port())?,
+        None => listen_addr(service.default_port())?,
     };
-    let router = cli
-        .service
+    let router = service
         .router()
         .await
-        .with_context(|| format!("starting {}", format!("{:?}", cli.service).to_lowercase()))?;
+        .with_context(|| format!("starting {}", format!("{service:?}").to_lowercase()))?;
     let server = Server::bind(listen, router).await?;
     tokio::select! {
         () = server.run() => Ok(()),
@@ -137,5 +159,41 @@ async fn main() -> Result<()> {
             tracing::info!("interrupted, exiting");
             Ok(())
         }
+    }
+}
+
+/// Serves the frontend until Ctrl-C.
+async fn serve_frontend(listen: Option<SocketAddr>) -> Result<()> {
+    let listen = match listen {
+        Some(addr) => addr,
+        None => listen_addr(frontend::DEFAULT_PORT)?,
+    };
+    let config = frontend::Config::from_env().context("starting frontend")?;
+    tracing::info!(?config, "frontend");
+    let frontend = frontend::Frontend::new(&config, &Channel::new());
+    let server = frontend::Server::bind(listen, frontend).await?;
+    tokio::select! {
+        () = server.run() => Ok(()),
+        signal = tokio::signal::ctrl_c() => {
+            signal.context("waiting for Ctrl-C")?;
+            tracing::info!("interrupted, exiting");
+            Ok(())
+        }
+    }
+}
+
+/// Generates load until a bound or Ctrl-C, then prints the summary.
+async fn generate_load(args: &loadgen::Args) -> Result<()> {
+    let config = args.config().context("starting loadgen")?;
+    let stop = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let report = loadgen::run(&config, stop).await;
+    println!("{report}");
+    match report.failures() {
+        0 => Ok(()),
+        n => anyhow::bail!("{n} of {} requests failed", report.requests()),
     }
 }

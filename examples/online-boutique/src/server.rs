@@ -2,7 +2,7 @@
 //! one port per process as upstream.
 //!
 //! A [`Router`] maps `/<package>.<Service>/` path prefixes to generated servers; [`Server`]
-//! binds, adds the standard [`health`](crate::health) service answering for every routed
+//! binds, adds the standard [`health`] service answering for every routed
 //! service, and serves each call inside its [`trace`](crate::trace) span so that outgoing
 //! calls made while handling it carry the caller's trace. Unknown services and methods get
 //! the gRPC `UNIMPLEMENTED` status.
