@@ -41,7 +41,7 @@ pub(crate) mod fixtures;
 
 pub use self::{
     cluster::{Cluster, ConnectionPool, LoadBalancer, OutlierDetection, TlsMode},
-    listener::Listener,
+    listener::{Listener, ListenerTls, ServerCertificate},
     matcher::{Glob, GlobError, Pattern, StringMatch},
     net::{IpNet, IpNetError},
     percent::{Percent, PercentError},

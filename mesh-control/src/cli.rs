@@ -238,6 +238,13 @@ mod tests {
 
     use super::*;
 
+    /// clap's consistency checks (unique argument and group ids across flattened structs).
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+
     #[test]
     fn the_server_stays_the_default_action() {
         let cli = Cli::try_parse_from(["mesh-control", "--config-dir", "/tmp/x"]).unwrap();

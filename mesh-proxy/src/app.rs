@@ -253,12 +253,22 @@ struct Listeners {
     outbound_capture: Option<TcpListener>,
     inbound_capture: Option<TcpListener>,
     inbound: Option<TcpListener>,
-    /// Gateway mode: the `--listen` listeners and the host config listeners bind on.
-    gateway: Option<(Vec<(u16, TcpListener)>, IpAddr)>,
+    /// Gateway mode: the `--listen` listeners, the host config listeners bind on, and
+    /// where TLS credentials are.
+    gateway: Option<GatewayListen<TcpListener>>,
     upstreams: Vec<(TcpListener, Arc<str>, u16)>,
     admin: TcpListener,
     metrics: TcpListener,
     health: TcpListener,
+}
+
+/// Gateway mode's listener settings: the `--listen` listeners by server port (addresses,
+/// then bound listeners), the host config listeners bind on, and where TLS credentials are.
+#[derive(Debug)]
+struct GatewayListen<L> {
+    explicit: Vec<(u16, L)>,
+    host: IpAddr,
+    credentials: crate::gateway::tls::Credentials,
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -287,13 +297,24 @@ impl App {
             run,
             listen_host,
             listen,
+            credentials_dir,
         } = args;
-        Self::build_as(run, Some((listen, listen_host)), log).await
+        if let Some(dir) = &credentials_dir {
+            tracing::info!(dir = %dir.display(), "gateway TLS credentials directory");
+        }
+        let credentials =
+            crate::gateway::tls::Credentials::new(credentials_dir, &run.discovery.pod_namespace);
+        let gateway = GatewayListen {
+            explicit: listen,
+            host: listen_host,
+            credentials,
+        };
+        Self::build_as(run, Some(gateway), log).await
     }
 
     async fn build_as(
         args: Args,
-        gateway: Option<(Vec<(u16, SocketAddr)>, IpAddr)>,
+        gateway: Option<GatewayListen<SocketAddr>>,
         log: Option<crate::telemetry::log::LogHandle>,
     ) -> anyhow::Result<Self> {
         let mode = if gateway.is_some() {
@@ -450,12 +471,20 @@ impl App {
             None => Some(bind(args.inbound, "mesh inbound").await?),
         };
         let gateway = match gateway {
-            Some((listen, host)) => {
+            Some(GatewayListen {
+                explicit,
+                host,
+                credentials,
+            }) => {
                 let mut bound = Vec::new();
-                for (port, addr) in listen {
+                for (port, addr) in explicit {
                     bound.push((port, bind(addr, "gateway").await?));
                 }
-                Some((bound, host))
+                Some(GatewayListen {
+                    explicit: bound,
+                    host,
+                    credentials,
+                })
             }
             None => None,
         };
@@ -482,7 +511,7 @@ impl App {
             inbound: inbound.as_ref().map(|l| l.local_addr()).transpose()?,
             gateway: gateway
                 .iter()
-                .flat_map(|(ls, _)| ls.iter().map(|(p, l)| Ok((*p, l.local_addr()?))))
+                .flat_map(|g| g.explicit.iter().map(|(p, l)| Ok((*p, l.local_addr()?))))
                 .collect::<std::io::Result<_>>()?,
             upstreams: upstreams
                 .iter()
@@ -598,11 +627,17 @@ impl App {
         if let Some(l) = listeners.inbound {
             tasks.spawn(crate::inbound::serve_mesh(l, proxy.clone(), stopped()));
         }
-        if let Some((explicit, host)) = listeners.gateway {
+        if let Some(GatewayListen {
+            explicit,
+            host,
+            credentials,
+        }) = listeners.gateway
+        {
             tasks.spawn(crate::gateway::serve(
                 proxy.clone(),
                 explicit,
                 host,
+                credentials,
                 gateway_stop,
             ));
         }

@@ -16,18 +16,32 @@
 //! services over mutual TLS. An unknown host gets 404 with `x-mesh-error` naming the hosts
 //! served on that port. Requests are metered and logged as the sidecar's outbound side
 //! (`reporter="source"`).
+//!
+//! A listener with TLS (an HTTPS server) terminates it first, with certificates the
+//! gateway reads itself from `--credentials-dir` ([`tls`]: the design, reloads, errors), and
+//! then routes the same way. A TLS listener none of whose credentials load is not bound
+//! (a `--listen` one closes its connections instead) and counts in
+//! `mesh_gateway_listeners_unavailable`; plain connections to a TLS listener fail the
+//! handshake. Each accepted connection reads its listener's current mode from an
+//! [`ArcSwap`] (no lock); config changes and credential reloads replace it.
+
+pub mod tls;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use mesh_api::model::Listener;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
 use crate::http::{self as mhttp, Body, ProxyError};
@@ -39,6 +53,7 @@ use crate::state::Snapshot;
 /// `mesh-proxy gateway`: the options of `mesh-proxy run` (config source, identity,
 /// admin/metrics/health, telemetry) plus where the gateway's listeners bind.
 #[derive(Debug, Clone, clap::Args)]
+#[group(id = "gateway")]
 pub struct Args {
     /// The proxy's options, as for `mesh-proxy run` (the capture and inbound listeners are
     /// not opened in gateway mode).
@@ -51,7 +66,28 @@ pub struct Args {
     /// tests with port 0), e.g. `80=127.0.0.1:18080`. Bound at start. Repeatable.
     #[arg(long = "listen", value_name = "PORT=ADDR", value_parser = parse_listen)]
     pub listen: Vec<(u16, SocketAddr)>,
+    /// Where TLS credentials are: `DIR/NAME/tls.crt` and `DIR/NAME/tls.key` for a server's
+    /// `tls.credentialName: NAME` (in Kubernetes, `kubernetes.io/tls` Secrets mounted at
+    /// `DIR/NAME`). Re-read every few seconds. Without it HTTPS servers are not served.
+    #[arg(long, env = "MESH_GATEWAY_CREDENTIALS_DIR", value_name = "DIR")]
+    pub credentials_dir: Option<PathBuf>,
 }
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a listener does with a connection now.
+enum Mode {
+    /// Serves plain HTTP.
+    Plain,
+    /// Terminates TLS, then serves HTTP.
+    Tls(tokio_rustls::TlsAcceptor),
+    /// A TLS listener without a loadable credential: connections are closed.
+    Unavailable,
+}
+
+/// A listener's current mode, replaced as config and credentials change.
+type Slot = Arc<ArcSwap<Mode>>;
 
 fn parse_listen(s: &str) -> Result<(u16, SocketAddr), String> {
     let (port, addr) = s
@@ -70,51 +106,102 @@ fn parse_listen(s: &str) -> Result<(u16, SocketAddr), String> {
 
 /// Serves the gateway's listeners until `stop` turns true: the `explicit` ones (server
 /// port, bound listener) for the whole run, the others as the config declares them, on
-/// `host` and their bind port.
+/// `host` and their bind port; TLS ones with certificates from `credentials`.
 pub async fn serve(
     proxy: Arc<Proxy>,
     explicit: Vec<(u16, TcpListener)>,
     host: IpAddr,
+    credentials: tls::Credentials,
     stop: watch::Receiver<bool>,
 ) {
+    let plain = Arc::new(Mode::Plain);
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut tasks = tokio::task::JoinSet::new();
-    let fixed: Vec<u16> = explicit.iter().map(|(p, _)| *p).collect();
+    let mut fixed: HashMap<u16, Slot> = HashMap::new();
     for (port, listener) in explicit {
+        let slot = Arc::new(ArcSwap::new(plain.clone()));
+        fixed.insert(port, slot.clone());
         tasks.spawn(serve_listener(
             listener,
             proxy.clone(),
             port,
+            slot,
             stopped(stop.clone()),
         ));
     }
-    // Server port → (bind address, what stops its accept loop).
-    let mut dynamic: HashMap<u16, (SocketAddr, oneshot::Sender<()>)> = HashMap::new();
+    // Server port → (bind address, mode, what stops its accept loop).
+    let mut dynamic: HashMap<u16, (SocketAddr, Slot, oneshot::Sender<()>)> = HashMap::new();
+    // Server port → what its TLS mode was built from, and the mode.
+    let mut built: HashMap<u16, (tls::Source, Arc<Mode>)> = HashMap::new();
     let mut updates = proxy.state.subscribe();
     updates.mark_changed();
+    let mut reload = tokio::time::interval(tls::RELOAD_INTERVAL);
+    reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stop_wait = stop.clone();
     loop {
         tokio::select! {
             _ = stop_wait.wait_for(|s| *s) => break,
             changed = updates.changed() => if changed.is_err() { break },
+            _ = reload.tick() => {}
         }
         let Some(snap) = proxy.state.snapshot() else {
             continue;
         };
-        let wanted: HashMap<u16, SocketAddr> = snap
+        // Every listener's mode: plain, or TLS rebuilt when its credentials changed.
+        let mut modes: HashMap<u16, Arc<Mode>> = HashMap::new();
+        for l in snap.config.listeners() {
+            let mode = match &l.tls {
+                None => plain.clone(),
+                Some(t) => {
+                    let source = tls::Source::read(&credentials, t).await;
+                    match built.get(&l.port) {
+                        Some((old, mode)) if old.same(&source) => mode.clone(),
+                        _ => {
+                            let mode = Arc::new(tls_mode(l, &source, &provider));
+                            built.insert(l.port, (source, mode.clone()));
+                            mode
+                        }
+                    }
+                }
+            };
+            modes.insert(l.port, mode);
+        }
+        built.retain(|port, _| modes.contains_key(port));
+        let unavailable = modes
+            .values()
+            .filter(|m| matches!(***m, Mode::Unavailable))
+            .count();
+        proxy
+            .metrics
+            .set_gateway_listeners_unavailable(i64::try_from(unavailable).unwrap_or(i64::MAX));
+        for (port, slot) in &fixed {
+            let mode = modes.get(port).unwrap_or(&plain);
+            if !Arc::ptr_eq(&slot.load(), mode) {
+                slot.store(mode.clone());
+            }
+        }
+        let wanted: HashMap<u16, (SocketAddr, Arc<Mode>)> = snap
             .config
             .listeners()
             .iter()
-            .filter(|l| !fixed.contains(&l.port))
-            .map(|l| (l.port, SocketAddr::new(host, l.bind_port())))
+            .filter(|l| !fixed.contains_key(&l.port))
+            .filter_map(|l| {
+                let mode = modes.get(&l.port)?;
+                (!matches!(**mode, Mode::Unavailable))
+                    .then(|| (l.port, (SocketAddr::new(host, l.bind_port()), mode.clone())))
+            })
             .collect();
-        dynamic.retain(|port, (addr, _)| {
-            let keep = wanted.get(port) == Some(addr);
-            if !keep {
+        dynamic.retain(|port, (addr, slot, _)| {
+            let Some((_, mode)) = wanted.get(port).filter(|(a, _)| a == addr) else {
                 tracing::info!(port, %addr, "gateway listener removed");
+                return false; // dropping the sender stops the accept loop
+            };
+            if !Arc::ptr_eq(&slot.load(), mode) {
+                slot.store(mode.clone());
             }
-            keep // dropping the sender stops the accept loop
+            true
         });
-        for (port, addr) in wanted {
+        for (port, (addr, mode)) in wanted {
             if dynamic.contains_key(&port) {
                 continue;
             }
@@ -129,8 +216,15 @@ pub async fn serve(
                             () = stop => {}
                         }
                     };
-                    tasks.spawn(serve_listener(listener, proxy.clone(), port, until));
-                    dynamic.insert(port, (addr, tx));
+                    let slot = Arc::new(ArcSwap::new(mode));
+                    tasks.spawn(serve_listener(
+                        listener,
+                        proxy.clone(),
+                        port,
+                        slot.clone(),
+                        until,
+                    ));
+                    dynamic.insert(port, (addr, slot, tx));
                 }
                 Err(e) => tracing::error!(
                     port,
@@ -150,17 +244,60 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Accepts connections for gateway server port `port` until `shutdown` resolves.
+/// Builds the TLS mode of listener `l` from `source`, logging what did not load.
+fn tls_mode(
+    l: &Listener,
+    source: &tls::Source,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Mode {
+    let built = source.build(provider);
+    for e in &built.errors {
+        tracing::error!(port = l.port, error = %e, "gateway TLS credential not loaded");
+    }
+    match built.config {
+        Some(config) => {
+            tracing::info!(port = l.port, "gateway TLS certificates loaded");
+            Mode::Tls(tokio_rustls::TlsAcceptor::from(config))
+        }
+        None => {
+            tracing::error!(
+                port = l.port,
+                "gateway TLS listener not served: none of its credentials loaded (see above)"
+            );
+            Mode::Unavailable
+        }
+    }
+}
+
+/// Accepts connections for gateway server port `port` until `shutdown` resolves, serving
+/// each as its listener's mode says at accept time.
 async fn serve_listener(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     port: u16,
+    mode: Slot,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     crate::proxy::accept_loop(listener, "gateway", shutdown, move |stream, client| {
         let proxy = proxy.clone();
+        let mode = mode.load_full();
         async move {
-            if let Err(e) = serve_conn(proxy, stream, client, port).await {
+            let served = match &*mode {
+                Mode::Plain => serve_conn(proxy, stream, client, port).await,
+                Mode::Tls(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => serve_conn(proxy, tls, client, port).await,
+                        Ok(Err(e)) => Err(anyhow::anyhow!("TLS handshake: {e}")),
+                        Err(_) => Err(anyhow::anyhow!(
+                            "TLS handshake not done within {HANDSHAKE_TIMEOUT:?}"
+                        )),
+                    }
+                }
+                Mode::Unavailable => Err(anyhow::anyhow!(
+                    "connection closed: no TLS credential of port {port} loaded"
+                )),
+            };
+            if let Err(e) = served {
                 tracing::debug!(%client, error = %e, "gateway connection ended with an error");
             }
         }
@@ -168,12 +305,15 @@ async fn serve_listener(
     .await;
 }
 
-async fn serve_conn(
+async fn serve_conn<S>(
     proxy: Arc<Proxy>,
-    stream: TcpStream,
+    stream: S,
     client: SocketAddr,
     port: u16,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let svc_proxy = proxy.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let proxy = svc_proxy.clone();

@@ -154,3 +154,15 @@ pub fn admin_clusters(proxy: &proxy::Proxy) -> serde_json::Value {
     clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     serde_json::json!({ "clusters": clusters })
 }
+
+#[cfg(test)]
+mod cli_tests {
+    /// clap's own consistency checks (unique argument and group ids across flattened
+    /// structs, valid defaults), which otherwise only fire when a command is first parsed
+    /// in a debug build.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -5,8 +5,12 @@
 //! service's HTTP (and undeclared) ports, or only the parent's `port` / `sectionName`.
 //! As GAMMA specifies, a route in the service's namespace (a *producer* route) applies to
 //! every client, and a route in another namespace (a *consumer* route) only to clients in
-//! its own namespace, where it replaces the producer routes. Routes attached to Gateways
-//! are for gateway proxies and are not translated here.
+//! its own namespace, where it replaces the producer routes.
+//!
+//! Routes attached to Gateway API Gateways of class `mesh` are for gateway proxies:
+//! [`translate_http_at_gateways`] and [`translate_grpc_at_gateways`] translate their rules
+//! per listener port the same way, into [`GatewayRoutes`] that
+//! [`super::gateways::listeners`] turns into virtual hosts.
 //!
 //! The rules of all routes that apply are merged and ordered by Gateway API precedence:
 //! exact path, then longest path prefix, then regex; then method; then most header
@@ -36,7 +40,8 @@ use mesh_api::{
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::{
-    hosts::{Cx, Resolver, ResourceRef, regex, valid_header_name},
+    gateways::{GatewayMap, GatewayRoutes},
+    hosts::{Cx, Resolver, ResourceRef, regex, valid_header_name, valid_hostname},
     routes::{clamp_weight, destination_key, mutable_header},
 };
 
@@ -206,8 +211,53 @@ pub(super) fn translate_http(
     route: &KubeHttpRoute,
     resolver: &Resolver<'_>,
 ) -> Vec<(String, GammaCandidate)> {
+    let parents: Vec<ParentRef> = reshape_all(cx, route.spec.parent_refs.as_ref(), "parentRefs");
+    if !parents.iter().any(ParentRef::is_service) {
+        return Vec::new();
+    }
+    let rules = http_rules(cx, route);
+    attach(cx, resolver, &parents, &rules)
+}
+
+/// Translates an HTTPRoute attached to Gateways: its routes per Gateway (by `(namespace,
+/// name)`, among `gateways`) and listener port.
+pub(super) fn translate_http_at_gateways(
+    cx: &mut Cx<'_>,
+    route: &KubeHttpRoute,
+    resolver: &Resolver<'_>,
+    gateways: &GatewayMap,
+) -> Vec<((String, String), GatewayRoutes)> {
+    let parents: Vec<ParentRef> = reshape_all(cx, route.spec.parent_refs.as_ref(), "parentRefs");
+    if !parents.iter().any(ParentRef::is_gateway) {
+        return Vec::new();
+    }
+    let rules = http_rules(cx, route);
+    let hostnames = route.spec.hostnames.as_deref().unwrap_or_default();
+    at_gateways(cx, resolver, &parents, &rules, hostnames, gateways)
+}
+
+/// Translates a GRPCRoute attached to Gateways, as [`translate_http_at_gateways`].
+pub(super) fn translate_grpc_at_gateways(
+    cx: &mut Cx<'_>,
+    route: &GrpcRoute,
+    resolver: &Resolver<'_>,
+    gateways: &GatewayMap,
+) -> Vec<((String, String), GatewayRoutes)> {
+    let parents: Vec<ParentRef> = reshape_all(cx, route.spec.parent_refs.as_ref(), "parentRefs");
+    if !parents.iter().any(ParentRef::is_gateway) {
+        return Vec::new();
+    }
+    let rules = grpc_rules(cx, route);
+    let hostnames = route.spec.hostnames.as_deref().unwrap_or_default();
+    at_gateways(cx, resolver, &parents, &rules, hostnames, gateways)
+}
+
+/// An HTTPRoute's rules with their matches.
+fn http_rules(
+    cx: &mut Cx<'_>,
+    route: &KubeHttpRoute,
+) -> Vec<(Rule, Vec<Result<MatchVariants, String>>)> {
     let spec = &route.spec;
-    let parents: Vec<ParentRef> = reshape_all(cx, spec.parent_refs.as_ref(), "parentRefs");
     let mut rules = Vec::new();
     for (ri, r) in spec.rules.iter().flatten().enumerate() {
         let what = format!("rules[{ri}]");
@@ -241,7 +291,7 @@ pub(super) fn translate_http(
             matches,
         ));
     }
-    attach(cx, resolver, &parents, &rules)
+    rules
 }
 
 /// Translates a GRPCRoute: one candidate per Service host it attaches to.
@@ -250,8 +300,20 @@ pub(super) fn translate_grpc(
     route: &GrpcRoute,
     resolver: &Resolver<'_>,
 ) -> Vec<(String, GammaCandidate)> {
+    let parents: Vec<ParentRef> = reshape_all(cx, route.spec.parent_refs.as_ref(), "parentRefs");
+    if !parents.iter().any(ParentRef::is_service) {
+        return Vec::new();
+    }
+    let rules = grpc_rules(cx, route);
+    attach(cx, resolver, &parents, &rules)
+}
+
+/// A GRPCRoute's rules with their matches.
+fn grpc_rules(
+    cx: &mut Cx<'_>,
+    route: &GrpcRoute,
+) -> Vec<(Rule, Vec<Result<MatchVariants, String>>)> {
     let spec = &route.spec;
-    let parents: Vec<ParentRef> = reshape_all(cx, spec.parent_refs.as_ref(), "parentRefs");
     let mut rules = Vec::new();
     for (ri, r) in spec.rules.iter().flatten().enumerate() {
         let what = format!("rules[{ri}]");
@@ -272,7 +334,116 @@ pub(super) fn translate_grpc(
             matches,
         ));
     }
-    attach(cx, resolver, &parents, &rules)
+    rules
+}
+
+// === impl ParentRef ===
+
+impl ParentRef {
+    /// Whether the parent is a Gateway API Gateway (the default kind).
+    fn is_gateway(&self) -> bool {
+        self.group.as_deref().unwrap_or("gateway.networking.k8s.io") == "gateway.networking.k8s.io"
+            && self.kind.as_deref().unwrap_or("Gateway") == "Gateway"
+    }
+
+    /// Whether the parent is something other than a Gateway: a Service (GAMMA), or an
+    /// unsupported kind `attach` reports.
+    fn is_service(&self) -> bool {
+        !self.is_gateway()
+    }
+}
+
+/// The routes of `rules` at the Gateways `parents` names, per listener port, in
+/// precedence order. Parents not in `gateways` (other classes) are left alone; a
+/// `sectionName` or `port` that matches no listener of ours is reported.
+fn at_gateways(
+    cx: &mut Cx<'_>,
+    resolver: &Resolver<'_>,
+    parents: &[ParentRef],
+    rules: &[(Rule, Vec<Result<MatchVariants, String>>)],
+    hostnames: &[String],
+    gateways: &GatewayMap,
+) -> Vec<((String, String), GatewayRoutes)> {
+    let mut hosts = Vec::new();
+    for h in hostnames {
+        let host = h.to_ascii_lowercase();
+        if valid_hostname(&host, true) {
+            hosts.push(host);
+        } else {
+            cx.warn(format!("hostnames: {h:?} is not a host name; ignored"));
+        }
+    }
+    if hosts.is_empty() {
+        if !hostnames.is_empty() {
+            return Vec::new();
+        }
+        hosts.push("*".to_owned());
+    }
+    let mut out: BTreeMap<(String, String), GatewayRoutes> = BTreeMap::new();
+    for (pi, parent) in parents.iter().enumerate() {
+        if !parent.is_gateway() {
+            continue;
+        }
+        let what = format!("parentRefs[{pi}]");
+        let ns = parent
+            .namespace
+            .as_deref()
+            .unwrap_or(cx.namespace())
+            .to_owned();
+        let key = (ns, parent.name.clone());
+        let Some(gw) = gateways.get(&key) else {
+            // Not a Gateway of class `mesh` (or none we know): another controller's
+            // business, so no warning.
+            continue;
+        };
+        let servers: Vec<_> = gw
+            .servers
+            .iter()
+            .filter(|s| {
+                parent
+                    .section_name
+                    .as_ref()
+                    .is_none_or(|n| s.name.as_ref() == Some(n))
+                    && parent.port.is_none_or(|p| i64::from(s.port) == p)
+            })
+            .collect();
+        if servers.is_empty() {
+            cx.warn(format!(
+                "{what}: Gateway {}/{} has no listener{}{}; ignored",
+                key.0,
+                key.1,
+                parent
+                    .section_name
+                    .as_ref()
+                    .map(|n| format!(" named {n:?}"))
+                    .unwrap_or_default(),
+                parent
+                    .port
+                    .map(|p| format!(" on port {p}"))
+                    .unwrap_or_default(),
+            ));
+            continue;
+        }
+        let entry = out.entry(key).or_insert_with(|| GatewayRoutes {
+            origin: cx.origin.clone(),
+            hosts: hosts.clone(),
+            tables: BTreeMap::new(),
+            sections: Some(Default::default()),
+        });
+        for s in servers {
+            if let (Some(sections), Some(name)) = (&mut entry.sections, &s.name) {
+                sections.insert(name.clone());
+            }
+            if let std::collections::btree_map::Entry::Vacant(table) = entry.tables.entry(s.port) {
+                let mut keyed = port_rules(cx, resolver, rules, s.port);
+                keyed.sort_by(|a, b| a.0.cmp(&b.0));
+                table.insert(keyed.into_iter().map(|(_, r)| r).collect());
+            }
+        }
+    }
+    out.into_iter()
+        .filter(|(_, r)| !r.tables.is_empty())
+        .collect()
 }
 
 /// A Gateway API match expanded into model matches, with its precedence.

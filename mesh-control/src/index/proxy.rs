@@ -129,8 +129,10 @@ pub(super) fn own(settings: &Settings, state: &State, node: &Node) -> OwnConfig 
         .find(|w| w.identity == node.identity);
     let labels = workload.map_or(&node.labels, |w| &w.labels);
     let listeners = gateways::listeners(
-        &state.gateways,
-        &state.gateway_routes,
+        &[
+            (&state.gateways, &state.gateway_routes),
+            (&state.kube_gateways, &state.kube_gateway_routes),
+        ],
         &state.services,
         node,
         labels,

@@ -14,7 +14,7 @@ use super::{
     IndexWarning, Settings,
     clusters::{self, DrRecord},
     gateway_api::{self, GammaCandidate},
-    gateways::{self, GatewayRecord, GatewayRoutes},
+    gateways::{self, BoundRoutes, GatewayMap},
     hosts::{Cx, Resolver, ResourceRef, push_warning},
     routes::{self, SubsetNames, VsCandidate},
     security::{self, AuthzRecord, PeerAuthnRecord},
@@ -35,9 +35,14 @@ pub(super) struct State {
     /// VirtualService route candidates by service host name, in precedence order.
     pub(super) virtual_services: BTreeMap<String, Vec<VsCandidate>>,
     /// Gateways (with at least one HTTP server) by (namespace, name).
-    pub(super) gateways: BTreeMap<(String, String), GatewayRecord>,
+    pub(super) gateways: GatewayMap,
     /// VirtualService routes bound to each Gateway, by VirtualService namespace and name.
-    pub(super) gateway_routes: BTreeMap<(String, String), Vec<GatewayRoutes>>,
+    pub(super) gateway_routes: BoundRoutes,
+    /// Gateway API Gateways of class `mesh` (with at least one listener served), by
+    /// (namespace, name): a name space of their own, apart from our Gateways'.
+    pub(super) kube_gateways: GatewayMap,
+    /// HTTPRoutes and GRPCRoutes attached to each Gateway API Gateway.
+    pub(super) kube_gateway_routes: BoundRoutes,
     /// HTTPRoute/GRPCRoute candidates by service host name.
     pub(super) gamma_routes: BTreeMap<String, Vec<GammaCandidate>>,
     /// DestinationRules by namespace, by name.
@@ -199,6 +204,15 @@ impl State {
                     state.gateways.insert(key, rec);
                 }
             }
+            if let Resource::KubeGateway(gw) = r {
+                let mut cx = Cx::new(settings, origin, &mut warnings);
+                if let Some(rec) = gateways::translate_kube(&mut cx, gw)
+                    && !rec.servers.is_empty()
+                {
+                    let key = (origin.namespace.clone(), origin.name.clone());
+                    state.kube_gateways.insert(key, rec);
+                }
+            }
         }
 
         // Routes.
@@ -223,10 +237,26 @@ impl State {
                     for (host, c) in gateway_api::translate_http(&mut cx, route, &resolver) {
                         state.gamma_routes.entry(host).or_default().push(c);
                     }
+                    for (gw, c) in gateway_api::translate_http_at_gateways(
+                        &mut cx,
+                        route,
+                        &resolver,
+                        &state.kube_gateways,
+                    ) {
+                        state.kube_gateway_routes.entry(gw).or_default().push(c);
+                    }
                 }
                 Resource::GrpcRoute(route) => {
                     for (host, c) in gateway_api::translate_grpc(&mut cx, route, &resolver) {
                         state.gamma_routes.entry(host).or_default().push(c);
+                    }
+                    for (gw, c) in gateway_api::translate_grpc_at_gateways(
+                        &mut cx,
+                        route,
+                        &resolver,
+                        &state.kube_gateways,
+                    ) {
+                        state.kube_gateway_routes.entry(gw).or_default().push(c);
                     }
                 }
                 _ => {}

@@ -31,6 +31,9 @@
 //! applied: a rejected update does not move it, so `time() - it` is the config's age),
 //! `mesh_proxy_control_plane_connected` (gauge, 1 while the discovery stream is up; present
 //! only with a control plane, see [`crate::discovery`]),
+//! `mesh_gateway_listeners_unavailable` (gauge, gateway mode only: TLS listeners of the
+//! config not served because none of their credentials loaded, see
+//! [`crate::gateway::tls`]),
 //! `mesh_access_log_dropped_total` (records dropped because the log writer fell behind) and
 //! `mesh_telemetry_overflow_total{family="request"|"tcp"}` (records that went into an
 //! overflow series, see below).
@@ -542,6 +545,10 @@ struct Inner {
     inbound_tls_failures: Counter,
     cert_expiry: Gauge,
     cert_renewals: [Counter; 2],
+    /// Gateway mode: TLS listeners without a loadable credential; `gateway` says whether
+    /// the gauge is exposed.
+    gateway_unavailable: Gauge,
+    gateway: AtomicBool,
 }
 
 impl Metrics {
@@ -568,6 +575,8 @@ impl Metrics {
             inbound_tls_failures: Counter::default(),
             cert_expiry: Gauge::default(),
             cert_renewals: Default::default(),
+            gateway_unavailable: Gauge::default(),
+            gateway: AtomicBool::new(false),
         });
         registry.register_collector(Box::new(MetricsCollector(inner.clone())));
         Self { inner }
@@ -671,6 +680,13 @@ impl Metrics {
     pub fn set_control_plane_connected(&self, connected: bool) {
         self.inner.control_plane_connected.set(i64::from(connected));
         self.inner.control_plane.store(true, Relaxed);
+    }
+
+    /// Sets `mesh_gateway_listeners_unavailable` (and exposes it from now on): the TLS
+    /// listeners of a gateway's config that are not served for want of a credential.
+    pub fn set_gateway_listeners_unavailable(&self, n: i64) {
+        self.inner.gateway_unavailable.set(n);
+        self.inner.gateway.store(true, Relaxed);
     }
 
     /// Counts a mesh connection refused at the TLS handshake (no or a foreign certificate,
@@ -865,6 +881,14 @@ impl Collector for MetricsCollector {
             inner.control_plane_connected.encode(enc.encode_descriptor(
                 "mesh_proxy_control_plane_connected",
                 "Whether the discovery stream to the control plane is up (1) or not (0).",
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        if inner.gateway.load(Relaxed) {
+            inner.gateway_unavailable.encode(enc.encode_descriptor(
+                "mesh_gateway_listeners_unavailable",
+                "Gateway TLS listeners not served because none of their credentials loaded (see the gateway's log for which and why).",
                 None,
                 MetricType::Gauge,
             )?)?;

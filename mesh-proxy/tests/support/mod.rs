@@ -213,6 +213,16 @@ pub async fn gateway_proxy(
     spec: &ProxyConfigSpec,
     server_ports: &[u16],
 ) -> TestProxy {
+    gateway_proxy_with_credentials(addr, spec, server_ports, None).await
+}
+
+/// [`gateway_proxy`] with `--credentials-dir credentials_dir` (TLS listeners).
+pub async fn gateway_proxy_with_credentials(
+    addr: IpAddr,
+    spec: &ProxyConfigSpec,
+    server_ports: &[u16],
+    credentials_dir: Option<&std::path::Path>,
+) -> TestProxy {
     let (run, dir) = proxy_args(addr, spec, &[]);
     let args = mesh_proxy::gateway::Args {
         run,
@@ -221,6 +231,7 @@ pub async fn gateway_proxy(
             .iter()
             .map(|p| (*p, SocketAddr::new(addr, 0)))
             .collect(),
+        credentials_dir: credentials_dir.map(std::path::Path::to_owned),
     };
     let app = App::build_gateway(args, None)
         .await

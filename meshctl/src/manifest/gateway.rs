@@ -8,13 +8,22 @@
 //! `mesh-root-cert` trust bundle, with the names and paths taken from
 //! [`mesh_api::inject`] so the two cannot drift apart. Its ServiceAccount token is not
 //! mounted: the gateway never talks to the Kubernetes API.
+//!
+//! TLS credentials for `Gateway` HTTPS servers (`tls.credentialName: NAME`) reach the
+//! gateway as Secret volumes, never through mesh-control: each `kubernetes.io/tls` Secret
+//! named in `gateway.credentials` is mounted (optional, so the pod starts before it exists)
+//! at [`CREDENTIALS_DIR`]`/NAME`, whose `tls.crt` and `tls.key` the gateway reads and
+//! re-reads as the kubelet updates them (`mesh-proxy gateway --credentials-dir`, see
+//! `mesh_proxy::gateway::tls`). A credential not listed there is reported missing by the
+//! gateway; add it with `meshctl install --set gateway.credentials=NAME,...`.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSpec,
-    PodTemplateSpec, Probe, Service, ServiceAccount, ServicePort, ServiceSpec, VolumeMount,
+    PodTemplateSpec, Probe, SecretVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -23,9 +32,14 @@ use mesh_api::inject::{
     READY_PATH, ROOT_CERT_DIR, ROOT_CERT_VOLUME, TOKEN_DIR, TOKEN_FILE, TOKEN_VOLUME,
 };
 
+/// Where the gateway's TLS credentials are mounted, one directory per Secret
+/// (`MESH_GATEWAY_CREDENTIALS_DIR`).
+pub const CREDENTIALS_DIR: &str = "/etc/mesh/gateway-credentials";
+
 use super::{GATEWAY, Values, labels, meta, prometheus_annotations};
 
-/// The label the gateway's Service (and `Gateway` resources) select its pods by.
+/// The label the gateway's Service (and `Gateway` resources) select its pods by; Gateway API
+/// `Gateway`s of `gatewayClassName: mesh` select the pods with this label by convention.
 pub const SELECTOR_LABEL: (&str, &str) = ("mesh", "ingressgateway");
 /// The gateway pods' `app` label.
 pub const APP_LABEL: (&str, &str) = ("app", GATEWAY);
@@ -118,6 +132,7 @@ fn env(values: &Values) -> anyhow::Result<Vec<EnvVar>> {
         value("MESH_LOG", &proxy.log_level),
         value("MESH_TOKEN_FILE", TOKEN_FILE),
         value("MESH_CA_BUNDLE", CA_BUNDLE_FILE),
+        value("MESH_GATEWAY_CREDENTIALS_DIR", CREDENTIALS_DIR),
     ];
     if proxy.access_log {
         env.push(value("MESH_ACCESS_LOG", "true"));
@@ -143,6 +158,25 @@ pub(super) fn deployment(values: &Values) -> anyhow::Result<Deployment> {
     annotations.insert(INJECT_ANNOTATION.to_owned(), "false".to_owned());
     let mut template_labels = selector();
     template_labels.extend(labels([]));
+    let mut volumes: Vec<Volume> = mesh_api::inject::identity_volumes().into();
+    let mut mounts = vec![
+        mount(TOKEN_VOLUME, TOKEN_DIR),
+        mount(ROOT_CERT_VOLUME, ROOT_CERT_DIR),
+    ];
+    for (i, name) in values.gateway.credentials.iter().enumerate() {
+        // Secret names may be longer than volume names (DNS labels): number them.
+        let volume = format!("credential-{i}");
+        volumes.push(Volume {
+            name: volume.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(name.clone()),
+                optional: Some(true),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount(&volume, &format!("{CREDENTIALS_DIR}/{name}")));
+    }
     let container = Container {
         name: PROXY_CONTAINER.to_owned(),
         image: Some(values.proxy_image()),
@@ -173,10 +207,7 @@ pub(super) fn deployment(values: &Values) -> anyhow::Result<Deployment> {
         }),
         resources: Some(values.gateway.resources.to_requirements()),
         security_context: Some(super::restricted(PROXY_ID)),
-        volume_mounts: Some(vec![
-            mount(TOKEN_VOLUME, TOKEN_DIR),
-            mount(ROOT_CERT_VOLUME, ROOT_CERT_DIR),
-        ]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     };
     Ok(Deployment {
@@ -197,7 +228,7 @@ pub(super) fn deployment(values: &Values) -> anyhow::Result<Deployment> {
                     service_account_name: Some(GATEWAY.to_owned()),
                     automount_service_account_token: Some(false),
                     containers: vec![container],
-                    volumes: Some(mesh_api::inject::identity_volumes().into()),
+                    volumes: Some(volumes),
                     ..PodSpec::default()
                 }),
             },

@@ -1217,3 +1217,60 @@ fn manifest_generate_prints_the_rendered_yaml() {
     let want = to_yaml(&objects(&values(Profile::Minimal, &["namespace=mesh"]))).expect("yaml");
     assert_eq!(String::from_utf8(out).expect("utf-8"), want);
 }
+
+#[test]
+fn gateway_credentials_are_mounted_secrets_the_gateway_reads_itself() {
+    let all = objects(&values(
+        Profile::Default,
+        &["gateway.credentials=shop-cert,api.example.com"],
+    ));
+    let deployment = find::<Deployment>(&all, GATEWAY);
+    let gateway = container(&deployment);
+    assert_eq!(
+        env(&gateway, "MESH_GATEWAY_CREDENTIALS_DIR").as_deref(),
+        Some(gateway::CREDENTIALS_DIR)
+    );
+    let pod = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("pod spec");
+    let mounts = gateway.volume_mounts.expect("mounts");
+    for name in ["shop-cert", "api.example.com"] {
+        let path = format!("{}/{name}", gateway::CREDENTIALS_DIR);
+        let mount = mounts
+            .iter()
+            .find(|m| m.mount_path == path)
+            .unwrap_or_else(|| panic!("no mount at {path}: {mounts:#?}"));
+        assert_eq!(mount.read_only, Some(true));
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == mount.name)
+            .expect("the mounted volume");
+        let secret = volume.secret.as_ref().expect("a Secret volume");
+        assert_eq!(secret.secret_name.as_deref(), Some(name));
+        assert_eq!(secret.optional, Some(true), "the pod starts without it");
+    }
+    // mesh-control never reads them: no access to Secrets beyond its own Role.
+    let role = find::<ClusterRole>(&all, CONTROL);
+    assert!(
+        !role.rules.iter().flatten().any(|r| r
+            .resources
+            .iter()
+            .flatten()
+            .any(|res| res == "secrets")),
+        "{role:#?}"
+    );
+
+    // None by default: nothing mounted.
+    let default = find::<Deployment>(&objects(&values(Profile::Default, &[])), GATEWAY);
+    let mounts = container(&default).volume_mounts.expect("mounts");
+    assert!(
+        mounts
+            .iter()
+            .all(|m| !m.mount_path.starts_with(gateway::CREDENTIALS_DIR)),
+        "{mounts:#?}"
+    );
+    assert!(set_error(&["gateway.credentials=Shop_Cert"]).contains("gateway.credentials"));
+}

@@ -39,6 +39,7 @@
 //! | `gateway.resources.requests.cpu` | quantity | `100m` (`demo`: `10m`) |
 //! | `gateway.resources.requests.memory` | quantity | `128Mi` (`demo`: `40Mi`) |
 //! | `gateway.resources.limits.memory` | quantity | `1Gi` |
+//! | `gateway.credentials` | comma-separated Secret names | none |
 //! | `webhook.failurePolicy` | `Fail` or `Ignore` | `Fail` |
 //! | `webhook.timeoutSeconds` | integer 1-30 | `10` |
 //!
@@ -124,6 +125,7 @@ pub struct ValuesArgs {
     ///   gateway.resources.requests.cpu     quantity
     ///   gateway.resources.requests.memory  quantity
     ///   gateway.resources.limits.memory    quantity
+    ///   gateway.credentials                NAME,... (kubernetes.io/tls Secrets to mount)
     ///   webhook.failurePolicy              Fail | Ignore
     ///   webhook.timeoutSeconds             1-30
     #[arg(long = "set", value_name = "KEY=VALUE", verbatim_doc_comment)]
@@ -254,6 +256,11 @@ pub const KEYS: &[Key] = &[
     key("gateway.resources.requests.cpu", QUANTITY, "500m"),
     key("gateway.resources.requests.memory", QUANTITY, "256Mi"),
     key("gateway.resources.limits.memory", QUANTITY, "2Gi"),
+    key(
+        "gateway.credentials",
+        "comma-separated names of kubernetes.io/tls Secrets in the install namespace, e.g. shop-cert,api-cert (empty for none)",
+        "shop-cert,api-cert",
+    ),
     key("webhook.failurePolicy", "Fail or Ignore", "Ignore"),
     key("webhook.timeoutSeconds", "an integer from 1 to 30", "5"),
 ];
@@ -334,6 +341,9 @@ pub struct GatewayValues {
     pub service_type: ServiceType,
     /// The container's resources.
     pub resources: Resources,
+    /// The `kubernetes.io/tls` Secrets (in the install namespace) mounted as TLS
+    /// credentials, for `Gateway` servers with `tls.credentialName` among them.
+    pub credentials: Vec<String>,
 }
 
 /// `webhook.*`: both admission webhook configurations.
@@ -447,6 +457,7 @@ impl Values {
                     None,
                     Some("1Gi"),
                 ),
+                credentials: Vec::new(),
             },
             webhook: WebhookValues {
                 failure_policy: FailurePolicy::Fail,
@@ -562,6 +573,17 @@ impl Values {
             }
             "gateway.resources.limits.memory" => {
                 self.gateway.resources.limits_memory = quantity()?;
+            }
+            "gateway.credentials" => {
+                let names: Vec<String> = value
+                    .split(',')
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if !names.iter().all(|n| is_dns_subdomain(n)) {
+                    return Err(bad());
+                }
+                self.gateway.credentials = names;
             }
             "webhook.failurePolicy" => {
                 self.webhook.failure_policy = match value {
@@ -726,6 +748,11 @@ fn is_dns_label(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
+}
+
+/// Whether `s` is an RFC 1123 subdomain, as Secret names are.
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 /// Whether `s` looks like an image reference or registry path: non-empty, no whitespace,

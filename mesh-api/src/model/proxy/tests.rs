@@ -231,6 +231,7 @@ fn mk_listener(port: u16, bind_port: Option<u16>, hosts: &[&str]) -> Listener {
         port,
         bind_port,
         virtual_hosts: vec![vhost],
+        tls: None,
     }
 }
 

@@ -60,6 +60,16 @@ impl TryFrom<pb::Listener> for model::Listener {
                 },
                 name: l.name,
                 virtual_hosts: list("virtualHosts", l.virtual_hosts, route_table_fields)?,
+                tls: l.tls.map(|t| model::ListenerTls {
+                    certificates: t
+                        .certificates
+                        .into_iter()
+                        .map(|c| model::ServerCertificate {
+                            credential_name: c.credential_name,
+                            hosts: c.hosts,
+                        })
+                        .collect(),
+                }),
             })
         })
     }
@@ -72,6 +82,16 @@ impl From<&model::Listener> for pb::Listener {
             port: l.port.into(),
             bind_port: l.bind_port.map_or(0, u32::from),
             virtual_hosts: l.virtual_hosts.iter().map(Into::into).collect(),
+            tls: l.tls.as_ref().map(|t| pb::ListenerTls {
+                certificates: t
+                    .certificates
+                    .iter()
+                    .map(|c| pb::ServerCertificate {
+                        credential_name: c.credential_name.clone(),
+                        hosts: c.hosts.clone(),
+                    })
+                    .collect(),
+            }),
         }
     }
 }

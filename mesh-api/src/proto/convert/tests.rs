@@ -49,12 +49,19 @@ fn every_resource_kind_round_trips() {
     resources.push(model::Resource::Workload(v6));
     let mut vhost = mk_route_table("reviews", 80);
     vhost.hostnames = vec!["shop.example.com".into(), "*.example.org".into()];
-    for bind_port in [None, Some(8080)] {
+    let tls = model::ListenerTls {
+        certificates: vec![model::ServerCertificate {
+            credential_name: "shop-cert".into(),
+            hosts: vec!["shop.example.com".into()],
+        }],
+    };
+    for (bind_port, tls) in [(None, None), (Some(8080), Some(tls))] {
         resources.push(model::Resource::Listener(model::Listener {
             name: model::Listener::name_for(80),
             port: 80,
             bind_port,
             virtual_hosts: vec![vhost.clone()],
+            tls,
         }));
     }
 

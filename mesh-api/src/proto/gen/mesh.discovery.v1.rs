@@ -634,6 +634,31 @@ pub struct Listener {
     /// first (exact, then the longest `*.suffix`, then `*`), then by the table's routes.
     #[prost(message, repeated, tag = "4")]
     pub virtual_hosts: ::prost::alloc::vec::Vec<RouteTable>,
+    /// Absent: plain HTTP. Present: the proxy terminates TLS with these certificates (ALPN h2
+    /// and http/1.1) and then routes as for plain HTTP.
+    #[prost(message, optional, tag = "5")]
+    pub tls: ::core::option::Option<ListenerTls>,
+}
+/// TLS termination at a gateway listener (`Gateway` servers of protocol HTTPS, `tls.mode:  SIMPLE`). Only credential *names* travel here: the gateway reads each certificate and
+/// private key itself (`<credentials dir>/<name>/tls.crt` and `tls.key`), so private keys
+/// never cross the discovery stream.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListenerTls {
+    /// The certificates served, picked by the client's SNI among their `hosts`; a client
+    /// without SNI, or with a name none covers, gets the first. At least one.
+    #[prost(message, repeated, tag = "1")]
+    pub certificates: ::prost::alloc::vec::Vec<ServerCertificate>,
+}
+/// One certificate of a TLS listener.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ServerCertificate {
+    /// The credential's name (`tls.credentialName`: a `kubernetes.io/tls` Secret, a
+    /// directory of `tls.crt` and `tls.key` in local mode). Required.
+    #[prost(string, tag = "1")]
+    pub credential_name: ::prost::alloc::string::String,
+    /// The SNI names it serves (the server's hosts: exact names, `*.suffix`, `*`), lower-case.
+    #[prost(string, repeated, tag = "2")]
+    pub hosts: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// Upstream settings for a service port or subset. Resource name:
 /// `outbound|<port>|<subset>|<hostname>` (subset empty when none).

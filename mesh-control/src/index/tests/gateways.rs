@@ -171,3 +171,247 @@ fn selector_and_server_host_namespaces_decide_what_a_gateway_serves() {
     node.labels = [("mesh".to_owned(), "ingressgateway".to_owned())].into();
     assert_eq!(proxy(&index, &node).listeners[0].bind_port, None);
 }
+
+#[test]
+fn https_servers_become_tls_listeners_naming_their_credentials() {
+    let mut docs = ingress();
+    docs.extend(frontend());
+    docs.push(
+        "apiVersion: networking.mesh.dev/v1alpha1\nkind: Gateway\nmetadata: {name: public, namespace: shop}\nspec:\n  selector: {mesh: ingressgateway}\n  servers:\n  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [shop.example.com]\n    tls: {mode: SIMPLE, credentialName: shop-cert}\n  - port: {number: 443, name: https-api, protocol: HTTPS}\n    hosts: [\"*.api.example.com\"]\n    tls: {mode: SIMPLE, credentialName: api-cert}\n  - port: {number: 443, name: http-mixed, protocol: HTTP}\n    hosts: [mixed.example.com]\n  - port: {number: 8443, name: https-pass, protocol: HTTPS}\n    hosts: [\"*\"]\n    tls: {mode: PASSTHROUGH}\n  - port: {number: 9443, name: https-unset, protocol: HTTPS}\n    hosts: [\"*\"]\n    tls: {credentialName: shop-cert}\n  - port: {number: 9444, name: https-mutual, protocol: HTTPS}\n    hosts: [\"*\"]\n    tls: {mode: MUTUAL, credentialName: shop-cert}\n  - port: {number: 9445, name: tls, protocol: TLS}\n    hosts: [\"*\"]\n    tls: {mode: PASSTHROUGH}\n".to_owned(),
+    );
+    docs.push(mk_gateway_vs(
+        "shop",
+        "shop",
+        &["shop.example.com", "v1.api.example.com"],
+        &["public"],
+        "frontend",
+    ));
+    let index = mk_index(&docs);
+    let spec = proxy(&index, &mk_gateway_node());
+
+    assert_eq!(spec.listeners.len(), 1, "{:#?}", spec.listeners);
+    let l = &spec.listeners[0];
+    assert_eq!(l.port, 443);
+    assert_eq!(l.bind_port, None, "the Service does not expose 443");
+    let tls = l.tls.as_ref().expect("an HTTPS server terminates TLS");
+    let certs: Vec<(&str, Vec<&str>)> = tls
+        .certificates
+        .iter()
+        .map(|c| {
+            (
+                c.credential_name.as_str(),
+                c.hosts.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        certs,
+        [
+            ("api-cert", vec!["*.api.example.com"]),
+            ("shop-cert", vec!["shop.example.com"]),
+        ]
+    );
+    // Routed as HTTP behind TLS: the VirtualService's hosts the servers expose.
+    assert_eq!(l.virtual_hosts.len(), 1);
+    assert_eq!(
+        l.virtual_hosts[0].hostnames,
+        ["shop.example.com", "v1.api.example.com"]
+    );
+    assert_warned(&index, &["servers[2]", "port 443", "HTTPS server"]);
+    assert_warned(&index, &["servers[3]", "PASSTHROUGH", "skipped"]);
+    assert_warned(&index, &["servers[4]", "unset", "mode: SIMPLE"]);
+    assert_warned(&index, &["servers[5]", "MUTUAL", "only SIMPLE"]);
+    assert_warned(&index, &["servers[6]", "protocol TLS"]);
+}
+
+#[test]
+fn https_without_a_credential_is_reported_and_skipped() {
+    let mut docs = ingress();
+    docs.extend(frontend());
+    docs.push(
+        "apiVersion: networking.mesh.dev/v1alpha1\nkind: Gateway\nmetadata: {name: public, namespace: shop}\nspec:\n  selector: {mesh: ingressgateway}\n  servers:\n  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [\"*\"]\n    tls: {mode: SIMPLE}\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n".to_owned(),
+    );
+    docs.push(mk_gateway_vs(
+        "shop",
+        "shop",
+        &["shop.example.com"],
+        &["public"],
+        "frontend",
+    ));
+    let index = mk_index(&docs);
+    let spec = proxy(&index, &mk_gateway_node());
+    let ports: Vec<(u16, bool)> = spec
+        .listeners
+        .iter()
+        .map(|l| (l.port, l.tls.is_some()))
+        .collect();
+    assert_eq!(ports, [(80, false)], "the HTTP server is still served");
+    assert_warned(&index, &["servers[0]", "credentialName is required"]);
+}
+
+// === Gateway API Gateways ===
+
+/// A Gateway API Gateway `public` in `shop`: HTTP on 80 for `*.example.com`, HTTPS on 443
+/// for `shop.example.com` with Secret `shop-cert`, routes from all namespaces on 443.
+fn kube_gateway(class: &str) -> String {
+    format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: public, namespace: shop}}
+spec:
+  gatewayClassName: {class}
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+    hostname: "*.example.com"
+  - name: https
+    port: 443
+    protocol: HTTPS
+    hostname: shop.example.com
+    tls:
+      certificateRefs: [{{name: shop-cert}}]
+    allowedRoutes:
+      namespaces: {{from: All}}
+  - name: tls
+    port: 8443
+    protocol: TLS
+    tls: {{mode: Passthrough}}
+"#
+    )
+}
+
+fn kube_route(name: &str, ns: &str, hostnames: &[&str], parent: &str) -> String {
+    format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  parentRefs: [{parent}]
+  hostnames: [{}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /api}}}}]
+    backendRefs: [{{name: frontend, namespace: shop, port: 80}}]
+  - backendRefs: [{{name: frontend, namespace: shop, port: 80}}]
+"#,
+        hostnames.join(", ")
+    )
+}
+
+#[test]
+fn gateway_api_gateways_of_class_mesh_serve_attached_http_routes() {
+    let mut docs = ingress();
+    docs.extend(frontend());
+    docs.push(kube_gateway("mesh"));
+    docs.push(kube_route(
+        "shop",
+        "shop",
+        &["shop.example.com", "other.example.org"],
+        "{name: public}",
+    ));
+    let index = mk_index(&docs);
+    let spec = proxy(&index, &mk_gateway_node());
+
+    let ports: Vec<(u16, Option<u16>)> = spec
+        .listeners
+        .iter()
+        .map(|l| (l.port, l.bind_port))
+        .collect();
+    assert_eq!(
+        ports,
+        [(80, Some(8080)), (443, None)],
+        "{:#?}",
+        spec.listeners
+    );
+    let [http, https] = &spec.listeners[..] else {
+        unreachable!()
+    };
+    assert_eq!(http.tls, None);
+    let tls = https
+        .tls
+        .as_ref()
+        .expect("the HTTPS listener terminates TLS");
+    assert_eq!(tls.certificates.len(), 1);
+    assert_eq!(tls.certificates[0].credential_name, "shop-cert");
+    assert_eq!(tls.certificates[0].hosts, ["shop.example.com"]);
+    for l in [http, https] {
+        assert_eq!(l.virtual_hosts.len(), 1, "{l:#?}");
+        let v = &l.virtual_hosts[0];
+        assert_eq!(v.name, format!("HTTPRoute:shop/shop:{}", l.port));
+        // Route hostnames ∩ the listener's hostname.
+        assert_eq!(v.hostnames, ["shop.example.com"]);
+        // Gateway API precedence: the /api prefix (exact, then `/api/`) before the
+        // catch-all.
+        let uris: Vec<String> = v
+            .http
+            .iter()
+            .map(|r| format!("{:?}", r.matches[0].uri))
+            .collect();
+        assert_eq!(uris.len(), 3, "{uris:?}");
+        assert!(
+            uris[0].contains("\"/api\"")
+                && uris[1].contains("\"/api/\"")
+                && !uris[2].contains("api"),
+            "{uris:?}"
+        );
+        assert_eq!(
+            forward(&v.http[2].action).backends[0].cluster,
+            ClusterKey::new("frontend.shop.svc.cluster.local".to_owned(), 80)
+        );
+    }
+    assert_warned(&index, &["listeners[2] (tls)", "protocol TLS"]);
+
+    // Of another class: another controller's, nothing served and nothing reported.
+    let mut other = docs.clone();
+    other[docs.len() - 2] = kube_gateway("istio");
+    let index = mk_index(&other);
+    assert!(proxy(&index, &mk_gateway_node()).listeners.is_empty());
+    assert!(warnings(&index).is_empty(), "{:#?}", warnings(&index));
+}
+
+#[test]
+fn gateway_api_section_names_hostnames_and_allowed_namespaces_decide_attachment() {
+    let mut docs = ingress();
+    docs.extend(frontend());
+    docs.push(kube_gateway("mesh"));
+    // From another namespace: the HTTP listener allows only its own (Same, the default),
+    // the HTTPS one routes from all namespaces.
+    docs.push(kube_route(
+        "foreign",
+        "tenant",
+        &["\"*.example.com\""],
+        "{name: public, namespace: shop}",
+    ));
+    let index = mk_index(&docs);
+    let spec = proxy(&index, &mk_gateway_node());
+    let names = |spec: &mesh_api::model::ProxyConfigSpec, port: u16| -> Vec<String> {
+        let l = spec.listeners.iter().find(|l| l.port == port).unwrap();
+        l.virtual_hosts.iter().map(|v| v.name.clone()).collect()
+    };
+    assert!(names(&spec, 80).is_empty());
+    assert_eq!(names(&spec, 443), ["HTTPRoute:tenant/foreign:443"]);
+
+    // Only the HTTPS listener, by section name; no hostnames: the listener's. First by
+    // namespace and name, it takes the host from `foreign`.
+    docs.push(kube_route(
+        "secure",
+        "shop",
+        &[],
+        "{name: public, sectionName: https}",
+    ));
+    docs.push(kube_route(
+        "missing",
+        "shop",
+        &[],
+        "{name: public, sectionName: grpc}",
+    ));
+    let index = mk_index(&docs);
+    let spec = proxy(&index, &mk_gateway_node());
+    assert!(names(&spec, 80).is_empty());
+    assert_eq!(names(&spec, 443), ["HTTPRoute:shop/secure:443"]);
+    let https = spec.listeners.iter().find(|l| l.port == 443).unwrap();
+    assert_eq!(https.virtual_hosts[0].hostnames, ["shop.example.com"]);
+    assert_warned(&index, &["parentRefs[0]", "no listener named \"grpc\""]);
+}
