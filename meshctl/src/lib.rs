@@ -13,6 +13,7 @@ pub mod analyze;
 pub mod check;
 pub mod cluster;
 pub mod control;
+pub mod demo;
 pub mod inject;
 pub mod install;
 pub mod manifest;
@@ -20,6 +21,7 @@ pub mod output;
 pub mod precheck;
 pub mod proxy_config;
 pub mod proxy_status;
+pub mod stat;
 pub mod uninstall;
 pub mod version;
 
@@ -59,6 +61,11 @@ pub enum Command {
     /// Show the config the control plane computed for one proxy (or, with `secret`, the
     /// certificate its CA issued to it).
     ProxyConfig(proxy_config::Args),
+    /// Run the Online Boutique on the mesh on this machine, with a live table of golden
+    /// metrics (local mode, no root, no Kubernetes).
+    Demo(demo::Args),
+    /// Print the golden metrics of every meshed workload once (the demo's, or --metrics).
+    Stat(stat::Args),
     /// Print meshctl's version.
     Version(version::Args),
 }
@@ -79,6 +86,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
         Command::ProxyStatus(args) => proxy_status::run(&args, &mut std::io::stdout().lock()),
         Command::ProxyConfig(args) => proxy_config::run(&args, &mut std::io::stdout().lock()),
+        Command::Demo(args) => demo::run(&args, &mut std::io::stdout().lock()),
+        Command::Stat(args) => stat::run(&args, &mut std::io::stdout().lock()),
         Command::Version(args) => version::run(&args, &mut std::io::stdout().lock()),
     }
 }
@@ -113,4 +122,16 @@ pub enum OutputFormat {
     Text,
     /// JSON, for machines.
     Json,
+}
+
+#[cfg(test)]
+mod cli_tests {
+    /// clap's own consistency checks (unique argument and group ids across flattened
+    /// structs, valid defaults), which otherwise only fire when a command is first parsed
+    /// in a debug build.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
 }
