@@ -872,22 +872,8 @@ fn proxy_container(
         args.push("--label".to_owned());
         args.push(format!("{k}={v}"));
     }
-    let field = |name: &str, path: &str| EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.to_owned(),
-                ..ObjectFieldSelector::default()
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    };
-    let value = |name: &str, value: &str| EnvVar {
-        name: name.to_owned(),
-        value: Some(value.to_owned()),
-        ..EnvVar::default()
-    };
+    let field = env_from_field;
+    let value = env_value;
     let port = |port: u16, name: &str| ContainerPort {
         container_port: i32::from(port),
         name: Some(name.to_owned()),
@@ -983,6 +969,31 @@ fn proxy_container(
             mount(ROOT_CERT_VOLUME, ROOT_CERT_DIR),
         ]),
         ..Container::default()
+    }
+}
+
+/// An environment variable from the downward API: `name` = the pod's `path`
+/// (`metadata.name`, `status.podIP`, ...). The proxy's `POD_*` variables are made so.
+pub fn env_from_field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// An environment variable with a literal value.
+pub fn env_value(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..EnvVar::default()
     }
 }
 

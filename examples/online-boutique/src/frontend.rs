@@ -219,15 +219,7 @@ impl Server {
         tracing::info!(addr = %self.local_addr, "serving HTTP");
         let builder = hyper::server::conn::http1::Builder::new();
         loop {
-            let (socket, peer) = match self.listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = socket.set_nodelay(true);
+            let (socket, peer) = crate::server::accept(&self.listener).await;
             let frontend = self.frontend.clone();
             let builder = builder.clone();
             tokio::spawn(async move {

@@ -149,15 +149,7 @@ impl Server {
         tracing::info!(addr = %self.local_addr, services = ?self.router.services(), "serving gRPC");
         let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         loop {
-            let (socket, peer) = match self.listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = socket.set_nodelay(true);
+            let (socket, peer) = accept(&self.listener).await;
             let router = self.router.clone();
             let builder = builder.clone();
             tokio::spawn(async move {
@@ -179,5 +171,25 @@ impl std::fmt::Debug for Server {
             .field("local_addr", &self.local_addr)
             .field("router", &self.router)
             .finish()
+    }
+}
+
+/// The next connection of `listener`, with Nagle off; failed accepts (e.g. out of file
+/// descriptors) are logged and retried after 50 ms. Shared by the gRPC servers and the
+/// frontend.
+pub(crate) async fn accept(
+    listener: &tokio::net::TcpListener,
+) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((socket, peer)) => {
+                let _ = socket.set_nodelay(true);
+                return (socket, peer);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
     }
 }
