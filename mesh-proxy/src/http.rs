@@ -25,6 +25,10 @@ pub const ORIG_PROTO: HeaderName = HeaderName::from_static("x-mesh-orig-proto");
 /// The request header that carries the client workload's metadata
 /// (`namespace/workload/app/version`), for the server proxy's telemetry.
 pub const PEER: HeaderName = HeaderName::from_static("x-mesh-peer");
+/// The request header that names the service the client proxy routed to (its host name),
+/// so the server proxy's telemetry reports the same `destination_service` whatever
+/// authority the application used (an explicit upstream listener's address, a pod IP).
+pub const SERVICE: HeaderName = HeaderName::from_static("x-mesh-service");
 /// The response header that says why the proxy answered a request itself.
 pub const ERROR: HeaderName = HeaderName::from_static("x-mesh-error");
 
@@ -144,6 +148,7 @@ pub fn strip_mesh_headers(headers: &mut HeaderMap) {
     headers.remove(TARGET_PORT);
     headers.remove(ORIG_PROTO);
     headers.remove(PEER);
+    headers.remove(SERVICE);
 }
 
 /// Whether the request (or response) is gRPC, by content type.

@@ -326,10 +326,17 @@ fn tunnel(
             .insert(mhttp::ERROR, crate::http::value_of(&denied));
         return res;
     }
+    let service = req
+        .headers()
+        .get(mhttp::SERVICE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let proxy = proxy.clone();
     tokio::spawn(async move {
         let mut meter = TcpMeter::start(&proxy, &snap, Side::Inbound);
         meter.set_peer(peer, "mutual_tls");
+        meter.set_service_host(&service);
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
             Err(e) => {
@@ -472,10 +479,13 @@ async fn serve_captured_conn(
                             ProxyError::NoHealthyUpstream("this workload (no config yet)".into());
                         return Ok::<_, Infallible>(mhttp::error_response(&err, grpc));
                     };
+                    // A plaintext client is no mesh peer: it does not get to name the
+                    // service (or anything else) by the mesh's headers.
+                    let mut req = req;
+                    mhttp::strip_mesh_headers(req.headers_mut());
                     let mut meter = Meter::start(&proxy, &snap, Side::Inbound, &req, grpc);
                     meter.set_peer(PeerMeta::default(), "none");
                     meter.set_peer_address(client);
-                    let mut req = req;
                     let conn = Conn {
                         peer: None,
                         source: client,

@@ -182,10 +182,7 @@ impl Meter {
         };
         labels.set_local(side, &snap.local);
         if side == Side::Inbound {
-            let authority = mhttp::authority(req).unwrap_or_default();
-            let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
-            labels.destination_service = host.into();
-            labels.destination_service_name = host.split('.').next().unwrap_or(host).into();
+            labels.set_service_host(inbound_service(req));
         }
         let kind = match side {
             Side::Outbound => trace::Kind::Client,
@@ -490,6 +487,8 @@ trait PeerLabels {
     fn set_local(&mut self, side: Side, local: &PeerMeta);
     /// The destination service.
     fn set_service(&mut self, cluster: &ClusterRt);
+    /// The destination service by host name (inbound: as the client proxy named it).
+    fn set_service_host(&mut self, host: &str);
     /// The chosen endpoint's workload.
     fn set_destination(&mut self, peer: &PeerMeta);
     /// The calling workload and how it connected (inbound).
@@ -515,6 +514,14 @@ macro_rules! peer_labels {
             fn set_service(&mut self, cluster: &ClusterRt) {
                 self.destination_service = cluster.service.clone();
                 self.destination_service_name = cluster.service_name.clone();
+            }
+
+            fn set_service_host(&mut self, host: &str) {
+                if host.is_empty() {
+                    return;
+                }
+                self.destination_service = host.into();
+                self.destination_service_name = host.split('.').next().unwrap_or(host).into();
             }
 
             fn set_destination(&mut self, peer: &PeerMeta) {
@@ -582,6 +589,11 @@ impl TcpMeter {
         self.labels.set_source(peer, security);
     }
 
+    /// The destination service as the client proxy named it (inbound tunnels).
+    pub fn set_service_host(&mut self, host: &str) {
+        self.labels.set_service_host(host);
+    }
+
     /// The connection to the upstream is up.
     pub fn opened(&mut self) {
         self.opened = true;
@@ -630,4 +642,20 @@ mod tests {
         g.feed(&stream);
         assert_eq!(g.count, 2);
     }
+}
+
+/// The destination service of a request arriving inbound: the service the client proxy
+/// routed to (`x-mesh-service`) when a mesh peer sent it, else the host of the authority
+/// the client used.
+fn inbound_service<B>(req: &Request<B>) -> &str {
+    if let Some(service) = req
+        .headers()
+        .get(mhttp::SERVICE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+    {
+        return service;
+    }
+    let authority = mhttp::authority(req).unwrap_or_default();
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }

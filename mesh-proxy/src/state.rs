@@ -103,6 +103,8 @@ pub struct ClusterRt {
     pub service: Arc<str>,
     /// The service's short name.
     pub service_name: Arc<str>,
+    /// The `x-mesh-service` header naming the service to the server proxy.
+    pub service_header: http::HeaderValue,
     /// The service port's declared protocol.
     pub protocol: AppProtocol,
     /// The endpoints and their picker.
@@ -312,6 +314,7 @@ impl State {
         Some(ClusterRt {
             service: svc.hostname.as_str().into(),
             service_name: svc.name.name.as_str().into(),
+            service_header: crate::http::value_of(svc.hostname.as_str()),
             protocol: port.protocol,
             cluster,
             balancer,

@@ -127,7 +127,11 @@ async fn canary_split_90_10_over_http1_and_http2() {
             .any(|l| l.starts_with("mesh_requests_total{")
                 && l.contains("reporter=\"destination\"")
                 && l.contains("source_workload=\"productpage\"")
-                && l.contains("destination_workload=\"reviews-v2\"")),
+                && l.contains("destination_workload=\"reviews-v2\"")
+                // The client dialed its upstream listener's address; the service is
+                // still named as the client proxy routed it.
+                && l.contains("destination_service=\"reviews.default.svc.cluster.local\"")
+                && l.contains("destination_service_name=\"reviews\"")),
         "{server_metrics}"
     );
 }

@@ -248,6 +248,7 @@ impl Prepared {
         &mut self,
         ep: &EndpointMeta,
         local_peer: &HeaderValue,
+        service: &HeaderValue,
         h2_direct: bool,
     ) -> Option<Request<Body>> {
         let body = match &mut self.body {
@@ -266,6 +267,7 @@ impl Prepared {
                     mhttp::value_of(&ep.target_port.to_string()),
                 );
                 headers.insert(mhttp::PEER, local_peer.clone());
+                headers.insert(mhttp::SERVICE, service.clone());
                 if self.version < Version::HTTP_2 {
                     headers.insert(mhttp::ORIG_PROTO, HeaderValue::from_static("HTTP/1.1"));
                 }
@@ -646,7 +648,8 @@ async fn try_once(
         cluster.protocol,
         mesh_api::model::AppProtocol::Http2 | mesh_api::model::AppProtocol::Grpc
     );
-    let Some(req) = prepared.build(&ep, &snap.local_header, h2_direct) else {
+    let Some(req) = prepared.build(&ep, &snap.local_header, &cluster.service_header, h2_direct)
+    else {
         pick.finish(Outcome::LocalError, Duration::ZERO, Instant::now());
         return Err((
             ProxyError::BadRequest("request could not be rebuilt for a retry".into()),
@@ -738,7 +741,8 @@ fn spawn_mirror(
         cluster.protocol,
         mesh_api::model::AppProtocol::Http2 | mesh_api::model::AppProtocol::Grpc
     );
-    let Some(req) = prepared.build(&ep, &snap.local_header, h2_direct) else {
+    let Some(req) = prepared.build(&ep, &snap.local_header, &cluster.service_header, h2_direct)
+    else {
         return;
     };
     tokio::spawn(async move {

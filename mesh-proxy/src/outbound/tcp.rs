@@ -67,6 +67,7 @@ pub async fn forward(
         Some(conn) => {
             let mut headers = http::HeaderMap::new();
             headers.insert(crate::http::PEER, snap.local_header.clone());
+            headers.insert(crate::http::SERVICE, cluster.service_header.clone());
             let upstream = conn.tunnel(&ep.target.to_string(), headers).await;
             relay(client, upstream, pick, started, &mut meter).await
         }

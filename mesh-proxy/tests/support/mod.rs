@@ -73,8 +73,9 @@ pub async fn backend(addr: SocketAddr, name: &'static str, behavior: Behavior) -
                         let path = req.uri().path().to_string();
                         let peer_header = req
                             .headers()
-                            .get("x-mesh-target-port")
-                            .map(|_| "leaked")
+                            .keys()
+                            .any(|k| k.as_str().starts_with("x-mesh-"))
+                            .then_some("leaked")
                             .unwrap_or("clean");
                         let _ = req.into_body().collect().await;
                         if !behavior.delay.is_zero() {

@@ -147,7 +147,11 @@ fn redis_through_both_sidecars() {
     let inbound = metric_sum(
         &server_metrics,
         "mesh_tcp_connections_opened_total",
-        &[("reporter", "destination")],
+        &[
+            ("reporter", "destination"),
+            ("destination_service", &config::hostname("redis")),
+            ("connection_security_policy", "mutual_tls"),
+        ],
     );
     assert_eq!(inbound, 5.0, "{server_metrics}");
 }
