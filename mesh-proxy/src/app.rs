@@ -452,7 +452,11 @@ impl App {
             ),
         };
 
-        let state = Arc::new(State::new(args.mesh_port, identity.clone()));
+        let mut state = State::new(args.mesh_port, identity.clone());
+        if let Chosen::ControlPlane(_, node) = &chosen {
+            state = state.with_node(node);
+        }
+        let state = Arc::new(state);
         if let Some(config) = config {
             metrics.config_applied(config.version());
             state.update(Arc::new(config));

@@ -54,6 +54,29 @@ impl PeerMeta {
         }
     }
 
+    /// Metadata of this proxy from its own node description, for when the control plane
+    /// knows no workload for it (a gateway in local mode): the pod name as workload, the
+    /// `app`/`version` labels (or their `app.kubernetes.io/` forms) as canonical service
+    /// and revision, as the control plane derives them for a workload.
+    pub fn of_node(node: &mesh_api::model::Node) -> Self {
+        let label = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| node.labels.get(*k).filter(|v| !v.is_empty()))
+                .map(String::as_str)
+        };
+        Self {
+            workload: node.pod_name.as_str().into(),
+            namespace: node.namespace.as_str().into(),
+            app: label(&["app.kubernetes.io/name", "app"])
+                .unwrap_or(&node.pod_name)
+                .into(),
+            version: label(&["app.kubernetes.io/version", "version"])
+                .unwrap_or("latest")
+                .into(),
+            principal: node.identity.as_str().into(),
+        }
+    }
+
     /// The `x-mesh-peer` header value: `namespace/workload/app/version`.
     pub fn header_value(&self) -> String {
         format!(
@@ -188,6 +211,8 @@ pub struct State {
     identity: Arc<Identity>,
     /// Counts config updates, for tasks that follow the config (gateway listeners).
     updates: tokio::sync::watch::Sender<u64>,
+    /// This proxy's metadata when the config names no workload for it.
+    unlisted: Option<PeerMeta>,
 }
 
 impl State {
@@ -201,7 +226,16 @@ impl State {
             mesh_port,
             identity,
             updates: tokio::sync::watch::Sender::new(0),
+            unlisted: None,
         }
+    }
+
+    /// Describes this proxy by its own node when the config names no workload for it
+    /// (telemetry labels and the `x-mesh-peer` header).
+    #[must_use]
+    pub fn with_node(mut self, node: &mesh_api::model::Node) -> Self {
+        self.unlisted = Some(PeerMeta::of_node(node));
+        self
     }
 
     /// A receiver that is marked changed after every config update (not on the request
@@ -248,13 +282,17 @@ impl State {
                 }
             }
         }
-        let local = config
-            .workload()
-            .map(PeerMeta::of)
-            .unwrap_or_else(|| PeerMeta {
+        let local = match (config.workload(), &self.unlisted) {
+            (Some(w), _) => PeerMeta::of(w),
+            (None, Some(me)) => PeerMeta {
+                principal: config.identity().as_str().into(),
+                ..me.clone()
+            },
+            (None, None) => PeerMeta {
                 principal: config.identity().as_str().into(),
                 ..PeerMeta::default()
-            });
+            },
+        };
         let local_header = crate::http::value_of(&local.header_value());
         let authz = crate::authz::Authorizer::new(config.authorization_policies());
         Snapshot {
@@ -369,5 +407,47 @@ pub fn default_cluster(key: ClusterKey) -> Cluster {
         connection_pool: Default::default(),
         outlier_detection: None,
         tls: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unlisted_proxy_describes_itself_by_its_node() {
+        let node = mesh_api::model::Node {
+            id: "router~10.0.0.9~mesh-ingressgateway-7f9c.mesh-system".into(),
+            pod_name: "mesh-ingressgateway-7f9c".into(),
+            namespace: "mesh-system".into(),
+            ip: "10.0.0.9".parse().unwrap(),
+            identity: SpiffeId::new("cluster.local", "mesh-system", "mesh-ingressgateway").unwrap(),
+            labels: [
+                ("app".to_owned(), "istio-ingressgateway".to_owned()),
+                (
+                    "app.kubernetes.io/name".to_owned(),
+                    "mesh-ingressgateway".to_owned(),
+                ),
+                ("version".to_owned(), String::new()),
+            ]
+            .into(),
+            mode: mesh_api::model::ProxyMode::Gateway,
+            proxy_version: String::new(),
+        };
+        let me = PeerMeta::of_node(&node);
+        assert_eq!(&*me.workload, "mesh-ingressgateway-7f9c");
+        assert_eq!(&*me.namespace, "mesh-system");
+        // The Kubernetes recommended label first, as the control plane derives it; an
+        // empty label does not count.
+        assert_eq!(&*me.app, "mesh-ingressgateway");
+        assert_eq!(&*me.version, "latest");
+        assert_eq!(
+            &*me.principal,
+            "spiffe://cluster.local/ns/mesh-system/sa/mesh-ingressgateway"
+        );
+        assert_eq!(
+            me.header_value(),
+            "mesh-system/mesh-ingressgateway-7f9c/mesh-ingressgateway/latest"
+        );
     }
 }

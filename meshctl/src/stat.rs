@@ -4,7 +4,8 @@
 //! apart, and prints per destination workload what its own sidecar measured
 //! (`reporter="destination"`): requests per second, success rate (responses that are not
 //! 5xx), p50 and p99 latency from the `mesh_request_duration_milliseconds` histogram, and
-//! the share of requests that arrived over mutual TLS. The proxies come from a running
+//! the share of requests that arrived over mutual TLS. SHARE is the workload's part of its
+//! service's requests: a 90/10 canary shows as 90 % and 10 %. The proxies come from a running
 //! `meshctl demo` (its `demo.json`) or from `--metrics ADDR` flags.
 //!
 //! The parsing and the arithmetic are pure functions ([`parse`], [`Snapshot`],
@@ -12,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -206,9 +207,9 @@ fn parse_labels(mut s: &str) -> Option<(Vec<(String, String)>, &str)> {
 /// Which workload a row is about: the destination service and workload.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
-    /// The destination's `app` label (`destination_app`), which names its service;
-    /// `destination_service` is what the client asked for, which in explicit mode may be
-    /// the address of its own sidecar's listener.
+    /// The destination service's short name (`destination_service_name`: the service the
+    /// client's proxy routed to); the workload's `app` label when the request came from
+    /// outside the mesh with an authority that names no service.
     pub service: String,
     /// `destination_workload`.
     pub workload: String,
@@ -243,8 +244,13 @@ impl Snapshot {
             if s.label("reporter") != Some("destination") {
                 continue;
             }
+            let service = s
+                .label("destination_service_name")
+                .filter(|n| !n.is_empty() && *n != "unknown" && n.parse::<IpAddr>().is_err())
+                .or_else(|| s.label("destination_app"))
+                .unwrap_or("unknown");
             let key = Key {
-                service: s.label("destination_app").unwrap_or("unknown").to_owned(),
+                service: service.to_owned(),
                 workload: s
                     .label("destination_workload")
                     .unwrap_or("unknown")
@@ -294,6 +300,9 @@ pub struct Row {
     pub key: Key,
     /// Requests per second.
     pub rps: f64,
+    /// The workload's share of its service's requests, 0-100 (a canary's split); `None`
+    /// when the service had no requests.
+    pub share: Option<f64>,
     /// The share of non-5xx responses, 0-100; `None` without requests.
     pub success: Option<f64>,
     /// Median latency in milliseconds; `None` without requests.
@@ -309,7 +318,7 @@ pub struct Row {
 pub fn rows(before: &Snapshot, after: &Snapshot, window: Duration) -> Vec<Row> {
     let secs = window.as_secs_f64().max(f64::EPSILON);
     let empty = Counters::default();
-    after
+    let mut rows: Vec<Row> = after
         .workloads
         .iter()
         .map(|(key, now)| {
@@ -333,13 +342,27 @@ pub fn rows(before: &Snapshot, after: &Snapshot, window: Duration) -> Vec<Row> {
             Row {
                 key: key.clone(),
                 rps: requests / secs,
+                share: None,
                 success: share(now.successes, then.successes),
                 p50: quantile(&buckets, 0.5),
                 p99: quantile(&buckets, 0.99),
                 mtls: share(now.mutual_tls, then.mutual_tls),
             }
         })
-        .collect()
+        .collect();
+    let mut per_service: BTreeMap<&str, f64> = BTreeMap::new();
+    for row in &rows {
+        *per_service.entry(&row.key.service).or_default() += row.rps;
+    }
+    let per_service: BTreeMap<String, f64> = per_service
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    for row in &mut rows {
+        let total = per_service[&row.key.service];
+        row.share = (total > 0.0).then(|| 100.0 * row.rps / total);
+    }
+    rows
 }
 
 /// The `q` quantile (0-1) of a cumulative histogram, as Prometheus'
@@ -368,10 +391,11 @@ pub fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
     Some(lower.0)
 }
 
-/// The table of `rows`: SERVICE, WORKLOAD, RPS, SUCCESS, P50, P99, MTLS.
+/// The table of `rows`: SERVICE, WORKLOAD, RPS, SHARE (of the service's requests),
+/// SUCCESS, P50, P99, MTLS.
 pub fn table(rows: &[Row]) -> Table {
     let mut table = Table::new(&[
-        "SERVICE", "WORKLOAD", "RPS", "SUCCESS", "P50", "P99", "MTLS",
+        "SERVICE", "WORKLOAD", "RPS", "SHARE", "SUCCESS", "P50", "P99", "MTLS",
     ]);
     let percent = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}%"));
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}ms"));
@@ -380,6 +404,7 @@ pub fn table(rows: &[Row]) -> Table {
             row.key.service.clone(),
             row.key.workload.clone(),
             format!("{:.2}", row.rps),
+            percent(row.share),
             percent(row.success),
             ms(row.p50),
             ms(row.p99),

@@ -1,22 +1,27 @@
 //! `meshctl demo` and `meshctl stat`: the generated local-mode config loads and validates
 //! cleanly (with and without the canary), the address plan has no collisions, the metrics
 //! table's arithmetic is right, and — when the sibling binaries are built — the whole demo
-//! serves the shop through the gateway over mutual TLS and leaves no process behind.
+//! serves the shop through the gateway, every edge of the call graph shows in the metrics
+//! over mutual TLS, the 90/10 canary moves 10 % ± 3 of the catalog's requests (as
+//! `meshctl stat` shows), and Ctrl-C leaves no process behind.
 //!
 //! The end-to-end test needs `mesh-control`, `mesh-proxy` and `boutique` beside meshctl
-//! (`cargo build -p mesh-control -p mesh-proxy -p online-boutique`) and `curl`; without
-//! them it prints `SKIPPED: …`, and fails under `MESH_E2E=require`. `MESH_DEMO_BIN_DIR`
-//! points it at binaries elsewhere (a release build).
+//! (`cargo build -p mesh-control -p mesh-proxy -p online-boutique`), `curl` and
+//! `redis-server`; without them it prints `SKIPPED: …`, and fails under
+//! `MESH_E2E=require`. `MESH_DEMO_BIN_DIR` points it at binaries elsewhere (a release
+//! build).
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mesh_api::config::{Loader, Severity, validate};
-use meshctl::demo::{Info, topology::Plan};
+use meshctl::demo::Info;
+use meshctl::demo::topology::{COMPONENTS, Plan};
 use meshctl::stat;
 
 fn gateway() -> SocketAddr {
@@ -178,7 +183,9 @@ fn table_rows_are_rates_shares_and_quantiles_of_the_window() {
     let text = stat::table(&rows).render();
     assert!(text.starts_with("SERVICE"), "{text}");
     assert!(
-        text.contains("cartservice   cartservice-v1   25.00   90.0%     5.0ms   24.6ms   90.0%"),
+        text.contains(
+            "cartservice   cartservice-v1   25.00   100.0%   90.0%     5.0ms   24.6ms   90.0%"
+        ),
         "{text}"
     );
 
@@ -191,7 +198,10 @@ fn table_rows_are_rates_shares_and_quantiles_of_the_window() {
         (0.0, None, None)
     );
     let text = stat::table(&idle).render();
-    assert!(text.contains("cartservice-v1   0.00   -   "), "{text}");
+    assert!(
+        text.contains("cartservice-v1   0.00   -       -   "),
+        "{text}"
+    );
 }
 
 // === end to end ===
@@ -307,11 +317,19 @@ fn demo_serves_the_shop_through_the_gateway_over_mtls_and_leaves_nothing_behind(
     if Command::new("curl").arg("--version").output().is_err() {
         return skip("curl is not installed");
     }
+    // The cart keeps its carts in redis, through the mesh: the cart → redis edge.
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return skip("redis-server is not installed (apt-get install -y redis-server)");
+    }
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("demo");
     let shop = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(&meshctl)
-        .args(["demo", "--duration", "40s", "--no-loadgen", "--no-redis"])
+        .args(["demo", "--duration", "150s", "--no-loadgen"])
         .args(["--gateway-addr", &shop, "--loopback-net", "79"])
         .arg("--bin-dir")
         .arg(&bin)
@@ -382,74 +400,86 @@ fn demo_serves_the_shop_through_the_gateway_over_mtls_and_leaves_nothing_behind(
     assert_eq!(status, 200, "{order}");
     assert!(order.contains("Your order is complete!"), "{order}");
 
-    // Every sidecar that served a request received it over mutual TLS (its
-    // `reporter="destination"` series), the frontend's from the gateway's identity.
-    // productcatalogservice-v2 gets no traffic before the canary; the gateway only
-    // reports the client side.
-    let gateway = "spiffe://cluster.local/ns/mesh-system/sa/mesh-ingressgateway";
-    for proxy in info
+    // A product page: its recommendations (frontend → recommendation → catalog).
+    let (status, page) = curl(&jar, &format!("{base}/product/OLJCESPC7Z"), &[]);
+    assert_eq!(status, 200, "{page}");
+
+    // Every edge of the call graph is in the callee's sidecar metrics, over mutual TLS:
+    // gateway → frontend, frontend → 7 services, checkout → 6, recommendation → catalog
+    // (HTTP/gRPC requests) and cart → redis (TCP connections).
+    let scraped: Vec<(String, Vec<stat::Sample>)> = info
         .proxies
         .iter()
-        .filter(|p| p.name != "productcatalogservice-v2" && p.name != "mesh-ingressgateway")
-    {
-        let (status, text) = curl(&jar, &format!("http://{}/metrics", proxy.metrics), &[]);
-        assert_eq!(status, 200, "{}: {text}", proxy.name);
-        let mtls: Vec<&str> = text
-            .lines()
-            .filter(|l| {
-                l.starts_with("mesh_requests_total{")
-                    && l.contains(r#"reporter="destination""#)
-                    && l.contains(r#"connection_security_policy="mutual_tls""#)
-            })
-            .collect();
-        assert!(
-            !mtls.is_empty(),
-            "{} received no request over mutual TLS:\n{text}",
-            proxy.name
-        );
-        if proxy.name == "frontend-v1" {
-            assert!(
-                mtls.iter().any(|l| l.contains(gateway)),
-                "the frontend saw no mutual TLS request from the gateway:\n{text}"
-            );
+        .map(|p| {
+            let (status, text) = curl(&jar, &format!("http://{}/metrics", p.metrics), &[]);
+            assert_eq!(status, 200, "{}: {text}", p.name);
+            (p.name.clone(), stat::parse(&text))
+        })
+        .collect();
+    let mut edges = vec![("mesh-ingressgateway".to_owned(), "frontend")];
+    for c in COMPONENTS {
+        edges.extend(c.calls.iter().map(|to| (format!("{}-v1", c.name), *to)));
+    }
+    assert_eq!(edges.len(), 1 + 7 + 6 + 1 + 1, "{edges:?}");
+    let mut missing = Vec::new();
+    for (from, to) in &edges {
+        let callee = COMPONENTS.iter().find(|c| c.name == *to).unwrap();
+        let metric = if callee.port_name.starts_with("tcp") {
+            "mesh_tcp_connections_opened_total"
+        } else {
+            "mesh_requests_total"
+        };
+        let (_, samples) = scraped
+            .iter()
+            .find(|(name, _)| *name == format!("{to}-v1"))
+            .unwrap_or_else(|| panic!("no sidecar for {to}"));
+        let seen = samples.iter().any(|s| {
+            s.name == metric
+                && s.value > 0.0
+                && s.label("reporter") == Some("destination")
+                && s.label("source_workload") == Some(from.as_str())
+                && s.label("destination_service") == Some(callee.fqdn().as_str())
+                && s.label("connection_security_policy") == Some("mutual_tls")
+        });
+        if !seen {
+            missing.push(format!("{from} → {to} ({metric})"));
         }
     }
-
-    // `meshctl stat` prints the same table once, from the demo's demo.json.
-    let out = Command::new(&meshctl)
-        .args(["stat", "--window", "500ms", "--state-dir"])
-        .arg(&state)
-        .output()
-        .expect("run meshctl stat");
-    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        missing.is_empty(),
+        "edges missing from the metrics (as mutual_tls): {missing:?}"
     );
-    for workload in ["frontend-v1", "checkoutservice-v1", "paymentservice-v1"] {
-        assert!(text.contains(workload), "no {workload} row:\n{text}");
-    }
+    // The frontend's callers are authenticated as the gateway.
+    let gateway = "spiffe://cluster.local/ns/mesh-system/sa/mesh-ingressgateway";
+    let frontend = &scraped.iter().find(|(n, _)| n == "frontend-v1").unwrap().1;
+    assert!(
+        frontend.iter().any(
+            |s| s.name == "mesh_requests_total" && s.label("source_principal") == Some(gateway)
+        ),
+        "the frontend saw no request from the gateway's identity"
+    );
 
-    // The --duration ends it; nothing stays behind.
-    let deadline = Instant::now() + Duration::from_secs(90);
+    // The canary: 10 % ± 3 of productcatalogservice's requests move to v2.
+    canary_moves_a_tenth_of_the_catalog_requests(&meshctl, &state, &info, &base);
+
+    // Ctrl-C (SIGINT) stops it; nothing stays behind. (--duration is the safety net.)
+    let pid = nix::unistd::Pid::from_raw(demo.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("send SIGINT");
+    let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = demo.child.try_wait().unwrap() {
             break status;
         }
         assert!(
             Instant::now() < deadline,
-            "meshctl demo did not stop after --duration:\n{}",
+            "meshctl demo did not stop within 30s of SIGINT:\n{}",
             demo.drain()
         );
         std::thread::sleep(Duration::from_millis(200));
     };
     let output = demo.drain();
     assert!(status.success(), "{status}:\n{output}");
-    assert!(
-        output.contains("stopped (the --duration elapsed)"),
-        "{output}"
-    );
+    assert!(output.contains("stopped (interrupted)"), "{output}");
     let left: Vec<&str> = info
         .processes
         .iter()
@@ -462,4 +492,182 @@ fn demo_serves_the_shop_through_the_gateway_over_mtls_and_leaves_nothing_behind(
         .collect();
     assert!(left.is_empty(), "still running: {left:?}");
     assert!(!state.exists(), "the state directory was not removed");
+}
+
+/// The clients of productcatalogservice, whose sidecars split its requests.
+const CATALOG_CLIENTS: [&str; 3] = [
+    "frontend-v1",
+    "checkoutservice-v1",
+    "recommendationservice-v1",
+];
+
+/// Whether a sidecar's `/config_dump` routes productcatalogservice's `v1` and `v2` by
+/// these weights.
+fn routes_with_weights(dump: &serde_json::Value, v1: u64, v2: u64) -> bool {
+    let weights: Vec<(String, u64)> = dump["config"]["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["port"] == 3550)
+        .flat_map(|t| t["http"].as_array().into_iter().flatten())
+        .flat_map(|r| {
+            r["action"]["forward"]["backends"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .map(|b| {
+            (
+                b["cluster"]["subset"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                b["weight"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    weights.contains(&("v1".to_owned(), v1)) && weights.contains(&("v2".to_owned(), v2))
+}
+
+/// Applies the demo's canary (the `cp` it prints), waits until the catalog's clients have
+/// it, then drives product pages through the gateway (bounded in count and time) and
+/// checks v2's share of productcatalogservice's requests, and that `meshctl stat` shows
+/// the split.
+fn canary_moves_a_tenth_of_the_catalog_requests(
+    meshctl: &Path,
+    state: &Path,
+    info: &Info,
+    base: &str,
+) {
+    std::fs::copy(
+        state.join("canary-90-10.yaml"),
+        info.config_dir.join(meshctl::demo::topology::ROUTES_FILE),
+    )
+    .expect("apply the canary");
+    let admins: Vec<SocketAddr> = info
+        .proxies
+        .iter()
+        .filter(|p| CATALOG_CLIENTS.contains(&p.name.as_str()))
+        .map(|p| p.admin)
+        .collect();
+    assert_eq!(admins.len(), 3, "{:?}", info.proxies);
+    let jar = state.join("canary-cookies");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for admin in &admins {
+        loop {
+            let (status, body) = curl(&jar, &format!("http://{admin}/config_dump"), &[]);
+            let dump: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            if status == 200 && routes_with_weights(&dump, 90, 10) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the 90/10 routes did not reach the sidecar at {admin} within 30s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    let sidecars: Vec<SocketAddr> = info.proxies.iter().map(|p| p.metrics).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (before, _) = rt.block_on(stat::scrape_all(&sidecars));
+    let started = Instant::now();
+
+    // Four shoppers browse product pages (about six catalog requests each) until they
+    // have seen 300 between them and `meshctl stat` has measured; at most 1200 pages or
+    // 90 s.
+    let products = [
+        "OLJCESPC7Z",
+        "66VCHSJNUP",
+        "1YMWWN1N4O",
+        "L9ECAV7KIM",
+        "2ZYFJ3GM2N",
+    ];
+    let done = AtomicUsize::new(0);
+    let measured = AtomicBool::new(false);
+    let stat_out = std::thread::scope(|scope| {
+        for shopper in 0..4 {
+            let (done, measured) = (&done, &measured);
+            let jar = state.join(format!("shopper-{shopper}"));
+            scope.spawn(move || {
+                let mut i = shopper;
+                loop {
+                    let n = done.load(Ordering::Relaxed);
+                    let enough = n >= 300 && measured.load(Ordering::Relaxed);
+                    if enough || n >= 1200 || started.elapsed() > Duration::from_secs(90) {
+                        return;
+                    }
+                    let url = format!("{base}/product/{}", products[i % products.len()]);
+                    let (status, body) = curl(&jar, &url, &[]);
+                    assert_eq!(status, 200, "{url}: {body}");
+                    done.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        let out = Command::new(meshctl)
+            .args(["stat", "--window", "3s", "--state-dir"])
+            .arg(state)
+            .output()
+            .expect("run meshctl stat");
+        measured.store(true, Ordering::Relaxed);
+        out
+    });
+    let elapsed = started.elapsed();
+    let (after, _) = rt.block_on(stat::scrape_all(&sidecars));
+
+    // `meshctl stat`, measuring while the shoppers browse, shows both versions with their
+    // shares of the service.
+    let text = String::from_utf8_lossy(&stat_out.stdout);
+    assert!(
+        stat_out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&stat_out.stderr)
+    );
+    assert!(
+        text.lines().next().unwrap_or_default().contains("SHARE"),
+        "{text}"
+    );
+    for workload in [
+        "productcatalogservice-v1",
+        "productcatalogservice-v2",
+        "frontend-v1",
+    ] {
+        let row = text
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(workload))
+            .unwrap_or_else(|| panic!("no {workload} row:\n{text}"));
+        let share = row.split_whitespace().nth(3).unwrap_or_default();
+        assert!(share.ends_with('%'), "{workload} has no share:\n{text}");
+    }
+
+    // Over all of the browsing: 10 % ± 3 points of the catalog's requests went to v2.
+    let rows = stat::rows(&before, &after, elapsed);
+    let requests = |w: &str| {
+        rows.iter()
+            .find(|r| r.key.workload == w)
+            .map_or(0.0, |r| r.rps * elapsed.as_secs_f64())
+    };
+    let (v1, v2) = (
+        requests("productcatalogservice-v1"),
+        requests("productcatalogservice-v2"),
+    );
+    assert!(
+        v1 + v2 >= 1500.0,
+        "too few catalog requests to judge the split: v1 {v1:.0}, v2 {v2:.0}"
+    );
+    let share = 100.0 * v2 / (v1 + v2);
+    eprintln!(
+        "canary: v2 got {share:.1}% of {:.0} catalog requests in {elapsed:.1?}",
+        v1 + v2
+    );
+    assert!(
+        (7.0..=13.0).contains(&share),
+        "v2 got {share:.1}% of {:.0} catalog requests, not 10 ± 3",
+        v1 + v2
+    );
 }

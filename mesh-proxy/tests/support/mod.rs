@@ -71,12 +71,11 @@ pub async fn backend(addr: SocketAddr, name: &'static str, behavior: Behavior) -
                     let behavior = behavior.clone();
                     async move {
                         let path = req.uri().path().to_string();
-                        let peer_header = req
+                        let leaked = req
                             .headers()
                             .keys()
-                            .any(|k| k.as_str().starts_with("x-mesh-"))
-                            .then_some("leaked")
-                            .unwrap_or("clean");
+                            .any(|k| k.as_str().starts_with("x-mesh-"));
+                        let peer_header = if leaked { "leaked" } else { "clean" };
                         let _ = req.into_body().collect().await;
                         if !behavior.delay.is_zero() {
                             tokio::time::sleep(behavior.delay).await;

@@ -60,3 +60,61 @@ fn quantile_interpolates_within_buckets_like_prometheus() {
     assert_eq!(quantile(&[(5.0, 0.0), (f64::INFINITY, 0.0)], 0.5), None);
     assert_eq!(quantile(&[], 0.5), None);
 }
+
+fn requests(service: &str, workload: &str, n: u64) -> String {
+    format!(
+        "mesh_requests_total{{reporter=\"destination\",destination_service=\"{service}.default.svc.cluster.local\",destination_service_name=\"{service}\",destination_workload=\"{workload}\",destination_app=\"{service}\",response_code=\"200\",connection_security_policy=\"mutual_tls\"}} {n}\n"
+    )
+}
+
+#[test]
+fn share_is_each_workloads_part_of_its_services_requests() {
+    let mut before = Snapshot::default();
+    before.add(&parse(&requests("productcatalogservice", "pc-v1", 100)));
+    let mut after = Snapshot::default();
+    let text = [
+        requests("productcatalogservice", "pc-v1", 100 + 270),
+        requests("productcatalogservice", "pc-v2", 30),
+        requests("cartservice", "cart-v1", 5),
+        // A service with no traffic in the window has no share.
+        requests("adservice", "ad-v1", 0),
+    ]
+    .concat();
+    after.add(&parse(&text));
+    let rows = rows(&before, &after, Duration::from_secs(3));
+    let share = |w: &str| rows.iter().find(|r| r.key.workload == w).unwrap().share;
+    assert_eq!(share("pc-v1"), Some(90.0));
+    assert_eq!(share("pc-v2"), Some(10.0));
+    assert_eq!(share("cart-v1"), Some(100.0));
+    assert_eq!(share("ad-v1"), None);
+    let text = table(&rows).render();
+    assert!(
+        text.contains("productcatalogservice   pc-v2      10.00   10.0%    100.0%"),
+        "{text}"
+    );
+}
+
+#[test]
+fn rows_are_keyed_by_the_service_the_client_routed_to() {
+    // The service name, not an address a client dialed; the app label when the service
+    // name is an address or missing.
+    let text = r#"mesh_requests_total{reporter="destination",destination_service_name="reviews",destination_workload="reviews-v1",destination_app="reviews-app",response_code="200"} 1
+mesh_requests_total{reporter="destination",destination_service_name="10.0.0.7",destination_workload="ratings-v1",destination_app="ratings",response_code="200"} 1
+mesh_requests_total{reporter="destination",destination_workload="details-v1",destination_app="details",response_code="200"} 1
+"#;
+    let mut snap = Snapshot::default();
+    snap.add(&parse(text));
+    let services: Vec<(&str, &str)> = snap
+        .workloads
+        .keys()
+        .map(|k| (k.service.as_str(), k.workload.as_str()))
+        .collect();
+    assert_eq!(
+        services,
+        vec![
+            ("details", "details-v1"),
+            ("ratings", "ratings-v1"),
+            ("reviews", "reviews-v1"),
+        ]
+    );
+}
