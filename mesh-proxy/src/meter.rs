@@ -625,6 +625,22 @@ impl Drop for TcpMeter {
     }
 }
 
+/// The destination service of a request arriving inbound: the service the client proxy
+/// routed to (`x-mesh-service`) when a mesh peer sent it, else the host of the authority
+/// the client used.
+fn inbound_service<B>(req: &Request<B>) -> &str {
+    if let Some(service) = req
+        .headers()
+        .get(mhttp::SERVICE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+    {
+        return service;
+    }
+    let authority = mhttp::authority(req).unwrap_or_default();
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,20 +658,4 @@ mod tests {
         g.feed(&stream);
         assert_eq!(g.count, 2);
     }
-}
-
-/// The destination service of a request arriving inbound: the service the client proxy
-/// routed to (`x-mesh-service`) when a mesh peer sent it, else the host of the authority
-/// the client used.
-fn inbound_service<B>(req: &Request<B>) -> &str {
-    if let Some(service) = req
-        .headers()
-        .get(mhttp::SERVICE)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-    {
-        return service;
-    }
-    let authority = mhttp::authority(req).unwrap_or_default();
-    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
