@@ -112,8 +112,9 @@ fn check_uncached() -> Result<Prerequisites, Unavailable> {
     if !root {
         problems.push(Problem::new(
             format!("not running as root (euid {euid})"),
-            "run the tests as root, e.g. `sudo -E cargo test`, or in a container with \
-             CAP_SYS_ADMIN and CAP_NET_ADMIN",
+            "run as root (`sudo -E cargo test` for the tests, `sudo meshctl demo \
+             --transparent` for the demo), or in a container with CAP_SYS_ADMIN and \
+             CAP_NET_ADMIN",
         ));
     }
 

@@ -47,10 +47,20 @@ const POD_IFACE: &str = "eth0";
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// Configures a [`Testbed`]: which pods it has.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 #[must_use]
 pub struct Builder {
     pods: Vec<String>,
+    signals: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            pods: Vec::new(),
+            signals: true,
+        }
+    }
 }
 
 impl Builder {
@@ -68,6 +78,15 @@ impl Builder {
         self
     }
 
+    /// Whether SIGINT, SIGTERM and SIGHUP tear the testbed down and end the process (the
+    /// default, for tests). A program that handles those signals itself and drops the
+    /// testbed on its way out (`meshctl demo --transparent`) turns this off; namespaces it
+    /// leaves when killed outright are collected by the next testbed built on the machine.
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.signals = on;
+        self
+    }
+
     /// Creates the namespaces, bridge, veth pairs, addresses and routes.
     ///
     /// Checks the prerequisites first ([`Error::Unavailable`] when missing) and removes stale
@@ -75,7 +94,9 @@ impl Builder {
     pub fn build(self) -> Result<Testbed, Error> {
         validate(&self.pods)?;
         prereq::check()?;
-        cleanup::install_signal_handler();
+        if self.signals {
+            cleanup::install_signal_handler();
+        }
 
         let pid = std::process::id();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);

@@ -8,6 +8,12 @@
 //! per workload (the [`crate::stat`] table, refreshed every 2 s) with the URLs to open and
 //! the command that applies the 90/10 canary.
 //!
+//! With `--transparent` (root) every pod is a network namespace with real iptables
+//! capture instead ([`transparent`]): the applications dial the Services' virtual IPs
+//! unmodified and their sidecars capture both directions, as on a Kubernetes node. The
+//! addresses on this machine (the shop, each pod's admin, metrics and health ports) stay
+//! the same, forwarded into the pods.
+//!
 //! Everything lives in the state directory (`--state-dir`): the generated config
 //! (`config/`, watched by mesh-control), mesh-control's CA and tokens, one log file per
 //! process (`logs/`), the canary files and `demo.json` (what runs where, for `meshctl
@@ -21,7 +27,7 @@
 //! it relies on every `127.0.0.0/8` address being local, and on `/proc`.
 
 use std::io::{IsTerminal as _, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
@@ -37,9 +43,11 @@ use crate::stat;
 
 pub mod procs;
 pub mod topology;
+pub mod transparent;
 
 use procs::Supervisor;
 use topology::{AppCommand, Plan};
+use transparent::Cluster;
 
 /// The marker file that makes a directory a demo state directory (safe to wipe).
 const MARKER: &str = ".mesh-demo";
@@ -77,6 +85,13 @@ pub struct Args {
     /// Keep the state directory (config, logs) after exit.
     #[arg(long)]
     pub keep: bool,
+    /// Run every pod in a network namespace of its own with real traffic capture
+    /// (`mesh-proxy init`'s iptables rules), as on a Kubernetes node: applications dial the
+    /// Services' virtual IPs unmodified. Needs root, iproute2, util-linux and iptables.
+    /// The shop, metrics and admin addresses on this machine stay the same (forwarded into
+    /// the pods).
+    #[arg(long)]
+    pub transparent: bool,
     /// Where `mesh-control`, `mesh-proxy` and `boutique` are (default: beside meshctl).
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
@@ -290,8 +305,14 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         Some(dir) => dir.clone(),
         None => default_state_dir()?,
     };
-    let plan = Plan::new(args.loopback_net, args.gateway_addr, bins.redis.is_some());
+    let mut plan = Plan::new(args.loopback_net, args.gateway_addr, bins.redis.is_some());
     check_free(&plan)?;
+    // The pods' network namespaces (transparent mode), dropped after the processes in
+    // them have stopped.
+    let mut cluster = match args.transparent {
+        true => Some(Cluster::new(&mut plan, &bins.proxy)?),
+        false => None,
+    };
     let dirs = Dirs::prepare(&root)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -302,13 +323,19 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         let mut int = signal(SignalKind::interrupt()).context("handle SIGINT")?;
         let mut term = signal(SignalKind::terminate()).context("handle SIGTERM")?;
         tokio::select! {
-            r = demo(args, &bins, &plan, &dirs, &mut sup, out) => r,
+            r = demo(args, &bins, &plan, &dirs, &mut sup, cluster.as_mut(), out) => r,
             _ = int.recv() => Ok(Stop::Signal("interrupted")),
             _ = term.recv() => Ok(Stop::Signal("terminated")),
         }
     });
-    writeln!(out, "stopping {} processes ...", sup.procs().len())?;
+    // Cleaning up must not depend on the terminal still being there.
+    let _ = writeln!(out, "stopping {} processes ...", sup.procs().len());
     sup.stop();
+    if let Some(cluster) = cluster.take() {
+        // Inside the runtime: the port-forwards are its tasks.
+        let _guard = rt.enter();
+        drop(cluster);
+    }
     // No running demo to describe any more (`meshctl stat` would also notice the pid).
     let _ = std::fs::remove_file(dirs.root.join(INFO_FILE));
     match outcome {
@@ -365,6 +392,7 @@ async fn demo(
     plan: &Plan,
     dirs: &Dirs,
     sup: &mut Supervisor,
+    mut cluster: Option<&mut Cluster>,
     out: &mut impl Write,
 ) -> anyhow::Result<Stop> {
     for file in plan.config_files() {
@@ -381,112 +409,144 @@ async fn demo(
     let started = Instant::now();
 
     // 1. The control plane.
-    let mut cmd = Command::new(&bins.control);
+    let discovery = match cluster.as_deref() {
+        Some(c) => SocketAddr::from((c.control_ip()?, topology::DISCOVERY_PORT)),
+        None => plan.discovery(),
+    };
+    let mut cmd = match cluster.as_deref() {
+        Some(c) => c.command(transparent::CONTROL_POD, &bins.control)?,
+        None => Command::new(&bins.control),
+    };
+    let debug = match cluster.as_deref() {
+        Some(c) => SocketAddr::from((c.control_ip()?, topology::DEBUG_PORT)),
+        None => plan.debug(),
+    };
     cmd.arg("--config-dir")
         .arg(&dirs.config)
         .arg("--state-dir")
         .arg(&dirs.control)
         .arg("--discovery-addr")
-        .arg(plan.discovery().to_string())
+        .arg(discovery.to_string())
         .arg("--debug-addr")
-        .arg(plan.debug().to_string())
+        .arg(debug.to_string())
         .env("MESH_LOG", "info");
     sup.spawn("mesh-control", cmd, &dirs.log("mesh-control"))?;
+    if let Some(c) = cluster.as_deref_mut() {
+        c.forward(plan.debug(), transparent::CONTROL_POD, debug)
+            .await?;
+    }
     wait_http(sup, "mesh-control", plan.debug(), "/healthz/ready").await?;
-    writeln!(
-        out,
-        "ok  mesh-control ready (discovery {})",
-        plan.discovery()
-    )?;
+    writeln!(out, "ok  mesh-control ready (discovery {discovery})")?;
 
     // 2. Every pod: the application and its sidecar.
-    let bundle = dirs.control.join("trust-bundle.pem");
+    let mut bundle = dirs.control.join("trust-bundle.pem");
+    if let Some(c) = cluster.as_deref() {
+        bundle = c.share(&bundle, "trust-bundle.pem", true)?;
+    }
     for pod in &plan.pods {
-        let token = token(bins, dirs, topology::NAMESPACE, pod.component.name)?;
-        let (upstreams, env) = plan.upstreams(pod);
-        let mut app = match pod.component.command {
-            AppCommand::Boutique(sub) => {
-                let mut cmd = Command::new(&bins.boutique);
-                cmd.arg(sub).arg("--listen").arg(pod.app_addr().to_string());
-                cmd
+        let mut token = token(bins, dirs, topology::NAMESPACE, pod.component.name)?;
+        match cluster.as_deref_mut() {
+            None => start_explicit(bins, plan, pod, dirs, sup, discovery, &token, &bundle)?,
+            Some(c) => {
+                token = c.share(&token, &format!("{}.token", pod.name), false)?;
+                start_captured(bins, c, plan, pod, dirs, sup, discovery, &token, &bundle)?;
+                for port in [
+                    topology::ADMIN_PORT,
+                    topology::METRICS_PORT,
+                    topology::HEALTH_PORT,
+                    pod.component.target_port,
+                ] {
+                    c.forward(
+                        SocketAddr::from((pod.ip, port)),
+                        &pod.name,
+                        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+                    )
+                    .await?;
+                }
             }
-            AppCommand::Redis => {
-                let mut cmd = Command::new(bins.redis.as_ref().context("redis-server")?);
-                cmd.args(["--bind", &pod.ip.to_string(), "--port"])
-                    .arg(pod.component.target_port.to_string())
-                    .args(["--save", "", "--appendonly", "no", "--dir"])
-                    .arg(&dirs.root);
-                cmd
-            }
-        };
-        app.envs(env).envs(pod.extra_env.iter().copied());
-        sup.spawn(&pod.name, app, &dirs.log(&pod.name))?;
-
-        let at = |port: u16| SocketAddr::from((pod.ip, port)).to_string();
-        let mut proxy = Command::new(&bins.proxy);
-        proxy
-            .arg("run")
-            .args(control_plane_flags(plan, &token, &bundle))
-            .args([
-                "--pod-name",
-                &pod.name,
-                "--pod-namespace",
-                topology::NAMESPACE,
-            ])
-            .args(["--pod-ip", &pod.ip.to_string()])
-            .args(["--service-account", pod.component.name, "--no-capture"])
-            .args(["--inbound", &at(topology::MESH_PORT)])
-            .args(["--admin", &at(topology::ADMIN_PORT)])
-            .args(["--metrics", &at(topology::METRICS_PORT)])
-            .args(["--health", &at(topology::HEALTH_PORT)])
-            .args(["--app-host", &pod.ip.to_string(), "--drain-timeout", "1s"])
-            .args(["--label", &format!("app={}", pod.component.name)])
-            .args(["--label", &format!("version={}", pod.version)])
-            .env("MESH_LOG", "info");
-        for u in upstreams {
-            proxy.args(["--upstream", &u]);
         }
-        let name = format!("{}-proxy", pod.name);
-        sup.spawn(&name, proxy, &dirs.log(&name))?;
     }
 
     // 3. The ingress gateway.
-    let token = token(
+    let mut token = token(
         bins,
         dirs,
         topology::GATEWAY_NAMESPACE,
         topology::GATEWAY_NAME,
     )?;
     let gw_at = |port: u16| SocketAddr::from((plan.gateway_ip(), port));
-    let mut gateway = Command::new(&bins.proxy);
+    let mut gateway = match cluster.as_deref() {
+        Some(c) => {
+            token = c.share(&token, "mesh-ingressgateway.token", false)?;
+            let ip = c.pod(topology::GATEWAY_NAME)?.ip();
+            let mut cmd = c.proxy_command(topology::GATEWAY_NAME)?;
+            cmd.arg("gateway")
+                .args(["--pod-ip", &ip.to_string()])
+                .args(["--listen", &format!("80={ip}:8080")]);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new(&bins.proxy);
+            cmd.arg("gateway")
+                .args(["--pod-ip", &plan.gateway_ip().to_string()])
+                .args(["--admin", &gw_at(topology::ADMIN_PORT).to_string()])
+                .args(["--metrics", &gw_at(topology::METRICS_PORT).to_string()])
+                .args(["--health", &gw_at(topology::HEALTH_PORT).to_string()])
+                .args(["--listen-host", &plan.gateway_ip().to_string()])
+                .args(["--listen", &format!("80={}", plan.gateway)]);
+            cmd
+        }
+    };
     gateway
-        .arg("gateway")
-        .args(control_plane_flags(plan, &token, &bundle))
+        .args(control_plane_flags(discovery, &token, &bundle))
         .args(["--pod-name", topology::GATEWAY_NAME])
         .args(["--pod-namespace", topology::GATEWAY_NAMESPACE])
         .args(["--service-account", topology::GATEWAY_NAME])
-        .args(["--pod-ip", &plan.gateway_ip().to_string()])
-        .args(["--admin", &gw_at(topology::ADMIN_PORT).to_string()])
-        .args(["--metrics", &gw_at(topology::METRICS_PORT).to_string()])
-        .args(["--health", &gw_at(topology::HEALTH_PORT).to_string()])
-        .args(["--listen-host", &plan.gateway_ip().to_string()])
-        .args(["--listen", &format!("80={}", plan.gateway)])
         .args(["--label", "mesh=ingressgateway", "--drain-timeout", "1s"])
         .env("MESH_LOG", "info");
     sup.spawn("gateway", gateway, &dirs.log("gateway"))?;
+    if let Some(c) = cluster.as_deref_mut() {
+        let ip = c.pod(topology::GATEWAY_NAME)?.ip();
+        c.forward(
+            plan.gateway,
+            topology::GATEWAY_NAME,
+            SocketAddr::from((ip, 8080)),
+        )
+        .await?;
+        for port in [
+            topology::ADMIN_PORT,
+            topology::METRICS_PORT,
+            topology::HEALTH_PORT,
+        ] {
+            c.forward(
+                gw_at(port),
+                topology::GATEWAY_NAME,
+                SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            )
+            .await?;
+        }
+    }
 
     // 4. Readiness: sidecars and gateway, applications, then the shop end to end.
     for pod in &plan.pods {
         wait_http(sup, &pod.name, pod.health_addr(), "/healthz/ready").await?;
         wait_tcp(sup, &pod.name, pod.app_addr()).await?;
-        writeln!(
-            out,
-            "ok  {:<26} {} (sidecar {}:{})",
-            pod.name,
-            pod.app_addr(),
-            pod.ip,
-            topology::MESH_PORT
-        )?;
+        if cluster.is_some() {
+            writeln!(
+                out,
+                "ok  {:<26} pod {} (captured; admin, metrics, health and :{} forwarded at {})",
+                pod.name, pod.cluster_ip, pod.component.target_port, pod.ip
+            )?;
+        } else {
+            writeln!(
+                out,
+                "ok  {:<26} {} (sidecar {}:{})",
+                pod.name,
+                pod.app_addr(),
+                pod.ip,
+                topology::MESH_PORT
+            )?;
+        }
     }
     wait_http(
         sup,
@@ -557,15 +617,155 @@ async fn demo(
 }
 
 /// The `mesh-proxy` flags that take config and certificates from the demo's mesh-control.
-fn control_plane_flags(plan: &Plan, token: &Path, bundle: &Path) -> Vec<String> {
+fn control_plane_flags(discovery: SocketAddr, token: &Path, bundle: &Path) -> Vec<String> {
     vec![
         "--control-plane".to_owned(),
-        plan.discovery().to_string(),
+        discovery.to_string(),
         "--token-file".to_owned(),
         token.display().to_string(),
         "--ca-bundle".to_owned(),
         bundle.display().to_string(),
     ]
+}
+
+/// Starts `pod` in explicit mode: its application on its loopback address, pointed at its
+/// sidecar's `--upstream` listeners, and the sidecar without capture.
+#[allow(clippy::too_many_arguments)]
+fn start_explicit(
+    bins: &Bins,
+    plan: &Plan,
+    pod: &topology::Pod,
+    dirs: &Dirs,
+    sup: &mut Supervisor,
+    discovery: SocketAddr,
+    token: &Path,
+    bundle: &Path,
+) -> anyhow::Result<()> {
+    let (upstreams, env) = plan.upstreams(pod);
+    let mut app = match pod.component.command {
+        AppCommand::Boutique(sub) => {
+            let mut cmd = Command::new(&bins.boutique);
+            cmd.arg(sub).arg("--listen").arg(pod.app_addr().to_string());
+            cmd
+        }
+        AppCommand::Redis => {
+            let mut cmd = Command::new(bins.redis.as_ref().context("redis-server")?);
+            cmd.args(["--bind", &pod.ip.to_string()])
+                .args(redis_args(pod, &dirs.root));
+            cmd
+        }
+    };
+    app.envs(env).envs(pod.extra_env.iter().copied());
+    sup.spawn(&pod.name, app, &dirs.log(&pod.name))?;
+
+    let at = |port: u16| SocketAddr::from((pod.ip, port)).to_string();
+    let mut proxy = Command::new(&bins.proxy);
+    proxy
+        .arg("run")
+        .args(sidecar_args(pod, discovery, token, bundle))
+        .arg("--no-capture")
+        .args(["--inbound", &at(topology::MESH_PORT)])
+        .args(["--admin", &at(topology::ADMIN_PORT)])
+        .args(["--metrics", &at(topology::METRICS_PORT)])
+        .args(["--health", &at(topology::HEALTH_PORT)])
+        .args(["--app-host", &pod.ip.to_string()]);
+    for u in upstreams {
+        proxy.args(["--upstream", &u]);
+    }
+    proxy.env("MESH_LOG", "info");
+    let name = format!("{}-proxy", pod.name);
+    sup.spawn(&name, proxy, &dirs.log(&name))?;
+    Ok(())
+}
+
+/// Starts `pod` in transparent mode, as the kubelet would an injected pod: the capture
+/// rules first (the init container), then the application — unmodified, dialing the
+/// Services' virtual IPs — and the sidecar as uid 1337.
+#[allow(clippy::too_many_arguments)]
+fn start_captured(
+    bins: &Bins,
+    cluster: &Cluster,
+    plan: &Plan,
+    pod: &topology::Pod,
+    dirs: &Dirs,
+    sup: &mut Supervisor,
+    discovery: SocketAddr,
+    token: &Path,
+    bundle: &Path,
+) -> anyhow::Result<()> {
+    cluster.capture(&pod.name)?;
+    let listen = SocketAddr::from((Ipv4Addr::UNSPECIFIED, pod.component.target_port));
+    let mut app = match pod.component.command {
+        AppCommand::Boutique(sub) => {
+            let mut cmd = cluster.command(&pod.name, &bins.boutique)?;
+            cmd.arg(sub).arg("--listen").arg(listen.to_string());
+            cmd
+        }
+        AppCommand::Redis => {
+            let redis = bins.redis.as_ref().context("redis-server")?;
+            let mut cmd = cluster.command(&pod.name, redis)?;
+            cmd.args(["--bind", "0.0.0.0", "--protected-mode", "no"])
+                .args(redis_args(pod, cluster.files()));
+            cmd
+        }
+    };
+    app.envs(plan.service_env(pod))
+        .envs(pod.extra_env.iter().copied());
+    sup.spawn(&pod.name, app, &dirs.log(&pod.name))?;
+
+    let mut proxy = cluster.proxy_command(&pod.name)?;
+    proxy
+        .arg("run")
+        .args(sidecar_args(pod, discovery, token, bundle))
+        .env("MESH_LOG", "info");
+    let name = format!("{}-proxy", pod.name);
+    sup.spawn(&name, proxy, &dirs.log(&name))?;
+    Ok(())
+}
+
+/// `redis-server`'s port and an ephemeral store (no snapshots, no append-only file).
+fn redis_args(pod: &topology::Pod, dir: &Path) -> Vec<String> {
+    vec![
+        "--port".to_owned(),
+        pod.component.target_port.to_string(),
+        "--save".to_owned(),
+        String::new(),
+        "--appendonly".to_owned(),
+        "no".to_owned(),
+        "--dir".to_owned(),
+        dir.display().to_string(),
+    ]
+}
+
+/// The `mesh-proxy run` flags both modes share: the control plane, the pod's identity and
+/// labels.
+fn sidecar_args(
+    pod: &topology::Pod,
+    discovery: SocketAddr,
+    token: &Path,
+    bundle: &Path,
+) -> Vec<String> {
+    let mut args = control_plane_flags(discovery, token, bundle);
+    args.extend(
+        [
+            "--pod-name",
+            &pod.name,
+            "--pod-namespace",
+            topology::NAMESPACE,
+            "--pod-ip",
+            &pod.cluster_ip.to_string(),
+            "--service-account",
+            pod.component.name,
+            "--label",
+            &format!("app={}", pod.component.name),
+            "--label",
+            &format!("version={}", pod.version),
+            "--drain-timeout",
+            "1s",
+        ]
+        .map(str::to_owned),
+    );
+    args
 }
 
 /// `mesh-control token`: the local-mode token file of `ns/sa`.

@@ -299,6 +299,22 @@ fn free_port() -> u16 {
 
 #[test]
 fn demo_serves_the_shop_through_the_gateway_over_mtls_and_leaves_nothing_behind() {
+    shop_flows(false);
+}
+
+/// The same flows with every pod in a network namespace of its own and its traffic
+/// captured by iptables (`--transparent`, root).
+#[test]
+fn transparent_demo_serves_the_same_flows_with_real_capture() {
+    let Some(_prerequisites) = mesh_testbed::prerequisites_or_skip() else {
+        return;
+    };
+    shop_flows(true);
+}
+
+/// Runs the demo (explicit or transparent mode) and drives the shop, the call graph and
+/// the canary through it; stops it with Ctrl-C and checks nothing is left.
+fn shop_flows(transparent: bool) {
     let meshctl = PathBuf::from(env!("CARGO_BIN_EXE_meshctl"));
     // The binaries beside meshctl, or where MESH_DEMO_BIN_DIR says (e.g. a release build).
     let bin = std::env::var_os("MESH_DEMO_BIN_DIR")
@@ -328,9 +344,11 @@ fn demo_serves_the_shop_through_the_gateway_over_mtls_and_leaves_nothing_behind(
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("demo");
     let shop = format!("127.0.0.1:{}", free_port());
+    let net = if transparent { "78" } else { "79" };
     let mut child = Command::new(&meshctl)
         .args(["demo", "--duration", "150s", "--no-loadgen"])
-        .args(["--gateway-addr", &shop, "--loopback-net", "79"])
+        .args(["--gateway-addr", &shop, "--loopback-net", net])
+        .args(transparent.then_some("--transparent"))
         .arg("--bin-dir")
         .arg(&bin)
         .arg("--state-dir")
@@ -480,18 +498,37 @@ fn demo_serves_the_shop_through_the_gateway_over_mtls_and_leaves_nothing_behind(
     let output = demo.drain();
     assert!(status.success(), "{status}:\n{output}");
     assert!(output.contains("stopped (interrupted)"), "{output}");
+    let ours = |cmdline: &str| {
+        ["mesh-control", "mesh-proxy", "boutique", "redis-server"]
+            .iter()
+            .any(|b| cmdline.contains(b))
+    };
     let left: Vec<&str> = info
         .processes
         .iter()
-        .filter(|p| Path::new(&format!("/proc/{}", p.pid)).exists())
         .filter(|p| {
             std::fs::read(format!("/proc/{}/cmdline", p.pid))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("127.79.0."))
+                .is_ok_and(|c| ours(&String::from_utf8_lossy(&c)))
         })
         .map(|p| p.name.as_str())
         .collect();
     assert!(left.is_empty(), "still running: {left:?}");
     assert!(!state.exists(), "the state directory was not removed");
+    if transparent {
+        // The pods' namespaces and the files shared with the sidecars are gone too.
+        let netns = Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("run ip netns list");
+        let prefix = format!("mtb-{}-", info.pid);
+        let namespaces = String::from_utf8_lossy(&netns.stdout);
+        assert!(
+            !namespaces.contains(&prefix),
+            "namespaces left behind:\n{namespaces}"
+        );
+        let shared = format!("/run/mesh-demo-{}", info.pid);
+        assert!(!Path::new(&shared).exists(), "{shared} was not removed");
+    }
 }
 
 /// The clients of productcatalogservice, whose sidecars split its requests.
@@ -670,4 +707,48 @@ fn canary_moves_a_tenth_of_the_catalog_requests(
         "v2 got {share:.1}% of {:.0} catalog requests, not 10 ± 3",
         v1 + v2
     );
+}
+
+#[test]
+fn transparent_plan_points_apps_at_service_vips_and_entries_at_pod_ips() {
+    let mut plan = Plan::new(10, gateway(), true);
+    plan.place(|name| {
+        let i = plan_index(name);
+        Ipv4Addr::new(10, 200, 0, 2 + i)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (problems, _) = load(dir.path(), &plan, None);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let entries = std::fs::read_to_string(dir.path().join("workloads.yaml")).unwrap();
+    let services = std::fs::read_to_string(dir.path().join("services.yaml")).unwrap();
+    // The host addresses stay (forwarded); the mesh sees the pods' own.
+    let frontend = plan.pods.iter().find(|p| p.name == "frontend-v1").unwrap();
+    assert_eq!(frontend.ip.octets()[..2], [127, 10]);
+    assert!(
+        entries.contains(&format!("address: {}", frontend.cluster_ip)),
+        "{entries}"
+    );
+    assert!(!entries.contains("address: 127."), "{entries}");
+    // Each application dials the VIP (clusterIP) of every Service it calls.
+    let env = plan.service_env(frontend);
+    assert_eq!(env.len(), 7, "{env:?}");
+    for (var, addr) in &env {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let component = COMPONENTS.iter().find(|c| c.env == var).unwrap();
+        assert_eq!(addr.port(), component.port, "{var}");
+        assert!(
+            services.contains(&format!(
+                "name: {}\n  namespace: default\nspec:\n  clusterIP: {}\n",
+                component.name,
+                addr.ip()
+            )),
+            "{var}={addr} is not {}'s clusterIP:\n{services}",
+            component.name
+        );
+    }
+}
+
+fn plan_index(name: &str) -> u8 {
+    let plan = Plan::new(10, gateway(), true);
+    plan.pods.iter().position(|p| p.name == name).unwrap() as u8
 }

@@ -222,8 +222,12 @@ pub struct Pod {
     pub component: &'static Component,
     /// The `version` label.
     pub version: &'static str,
-    /// Its address.
+    /// Its address on this machine: the sidecar's admin, metrics and health ports and the
+    /// application's port answer here (in transparent mode, forwarded into the pod).
     pub ip: Ipv4Addr,
+    /// Its address in the mesh, the WorkloadEntry's: `ip` in explicit mode, the network
+    /// namespace's address in transparent mode.
+    pub cluster_ip: Ipv4Addr,
     /// More environment for the application (`EXTRA_LATENCY` of the slow canary).
     pub extra_env: Vec<(&'static str, &'static str)>,
 }
@@ -279,6 +283,7 @@ impl Plan {
                 component,
                 version,
                 ip: Ipv4Addr::new(127, net, 0, host),
+                cluster_ip: Ipv4Addr::new(127, net, 0, host),
                 extra_env,
             });
             host += 1;
@@ -348,13 +353,43 @@ impl Plan {
         (flags, env)
     }
 
+    /// The Service's virtual IP (`clusterIP`), which a captured application dials.
+    pub fn vip(&self, component: &Component) -> Ipv4Addr {
+        let index = self
+            .components()
+            .position(|c| c.name == component.name)
+            .expect("a component of the plan");
+        Ipv4Addr::new(
+            10,
+            96,
+            0,
+            10 + u8::try_from(index).expect("a few components"),
+        )
+    }
+
+    /// The environment that points `pod`'s application at the Service VIPs of what it
+    /// calls (transparent mode: its sidecar captures the connections).
+    pub fn service_env(&self, pod: &Pod) -> Vec<(String, String)> {
+        self.calls(pod)
+            .into_iter()
+            .map(|c| {
+                let vip = SocketAddr::from((self.vip(c), c.port));
+                (c.env.to_owned(), vip.to_string())
+            })
+            .collect()
+    }
+
+    /// Moves every pod into the mesh at `cluster_ip(pod name)` (transparent mode); the
+    /// addresses on this machine stay.
+    pub fn place(&mut self, cluster_ip: impl Fn(&str) -> Ipv4Addr) {
+        for pod in &mut self.pods {
+            pod.cluster_ip = cluster_ip(&pod.name);
+        }
+    }
+
     /// The config directory's files.
     pub fn config_files(&self) -> Vec<File> {
-        let services: Vec<String> = self
-            .components()
-            .enumerate()
-            .map(|(i, c)| service(c, Ipv4Addr::new(10, 96, 0, 10 + i as u8)))
-            .collect();
+        let services: Vec<String> = self.components().map(|c| service(c, self.vip(c))).collect();
         let workloads: Vec<String> = self.pods.iter().map(workload_entry).collect();
         vec![
             File {
@@ -415,7 +450,7 @@ spec:
   serviceAccount: {app}
 ",
         name = pod.name,
-        ip = pod.ip,
+        ip = pod.cluster_ip,
         app = pod.component.name,
         version = pod.version,
     )
