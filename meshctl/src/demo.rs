@@ -405,6 +405,17 @@ async fn demo(
         .with_context(|| format!("write {}", canary.display()))?;
     std::fs::write(&rollback, topology::routes(100, 0))
         .with_context(|| format!("write {}", rollback.display()))?;
+    // The same with Gateway API resources: the gateway and the canary.
+    for (name, text) in [
+        ("gateway-api.yaml", topology::GATEWAY_API.to_owned()),
+        (
+            "canary-90-10-gateway-api.yaml",
+            topology::routes_gateway_api(90, 10),
+        ),
+    ] {
+        let path = dirs.root.join(name);
+        std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+    }
     writeln!(out, "demo state, config and logs: {}", dirs.root.display())?;
     let started = Instant::now();
 
@@ -895,6 +906,8 @@ fn banner(plan: &Plan, dirs: &Dirs, info: &Info) -> String {
   logs          {logs}
   canary 90/10  cp {root}/canary-90-10.yaml {routes}
   roll back     cp {root}/canary-rollback.yaml {routes}
+  Gateway API   cp {root}/canary-90-10-gateway-api.yaml {routes}
+                cp {root}/gateway-api.yaml {gateway}
 Golden metrics per workload, as each workload's sidecar measures them (refreshed every {refresh}s):",
         pods = plan.pods.len(),
         shop = info.shop,
@@ -902,6 +915,7 @@ Golden metrics per workload, as each workload's sidecar measures them (refreshed
         metrics = first.map_or_else(|| "-".to_owned(), |a| a.to_string()),
         logs = dirs.logs.display(),
         routes = routes.display(),
+        gateway = dirs.config.join(topology::GATEWAY_FILE).display(),
         refresh = REFRESH.as_secs(),
     )
 }

@@ -5,8 +5,9 @@
 //! (`reporter="destination"`): requests per second, success rate (responses that are not
 //! 5xx), p50 and p99 latency from the `mesh_request_duration_milliseconds` histogram, and
 //! the share of requests that arrived over mutual TLS. SHARE is the workload's part of its
-//! service's requests: a 90/10 canary shows as 90 % and 10 %. The proxies come from a running
-//! `meshctl demo` (its `demo.json`) or from `--metrics ADDR` flags.
+//! app's requests (`destination_app`): a 90/10 canary shows as 90 % and 10 %, routed by
+//! subsets or by Gateway API weights over a Service per version. The proxies come from a
+//! running `meshctl demo` (its `demo.json`) or from `--metrics ADDR` flags.
 //!
 //! The parsing and the arithmetic are pure functions ([`parse`], [`Snapshot`],
 //! [`rows`], [`table`]) shared with the demo's live table.
@@ -213,6 +214,8 @@ pub struct Key {
     pub service: String,
     /// `destination_workload`.
     pub workload: String,
+    /// `destination_app`: the canonical service, whose requests [`Row::share`] divides.
+    pub app: String,
 }
 
 /// Cumulative counters of one workload, as of one scrape.
@@ -255,6 +258,7 @@ impl Snapshot {
                     .label("destination_workload")
                     .unwrap_or("unknown")
                     .to_owned(),
+                app: s.label("destination_app").unwrap_or("unknown").to_owned(),
             };
             if s.name == REQUESTS {
                 let c = self.workloads.entry(key).or_default();
@@ -300,8 +304,10 @@ pub struct Row {
     pub key: Key,
     /// Requests per second.
     pub rps: f64,
-    /// The workload's share of its service's requests, 0-100 (a canary's split); `None`
-    /// when the service had no requests.
+    /// The workload's share of its app's requests (`destination_app`, the canonical
+    /// service), 0-100: a canary's split, whether routed by subsets of one Service or by
+    /// weights over a Service per version (Gateway API). `None` when the app had no
+    /// requests.
     pub share: Option<f64>,
     /// The share of non-5xx responses, 0-100; `None` without requests.
     pub success: Option<f64>,
@@ -350,16 +356,12 @@ pub fn rows(before: &Snapshot, after: &Snapshot, window: Duration) -> Vec<Row> {
             }
         })
         .collect();
-    let mut per_service: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut per_app: BTreeMap<String, f64> = BTreeMap::new();
     for row in &rows {
-        *per_service.entry(&row.key.service).or_default() += row.rps;
+        *per_app.entry(row.key.app.clone()).or_default() += row.rps;
     }
-    let per_service: BTreeMap<String, f64> = per_service
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
     for row in &mut rows {
-        let total = per_service[&row.key.service];
+        let total = per_app[&row.key.app];
         row.share = (total > 0.0).then(|| 100.0 * row.rps / total);
     }
     rows

@@ -37,6 +37,11 @@ fn load(dir: &Path, plan: &Plan, routes: Option<String>) -> (Vec<String>, usize)
     if let Some(routes) = routes {
         std::fs::write(dir.join(meshctl::demo::topology::ROUTES_FILE), routes).unwrap();
     }
+    load_dir(dir)
+}
+
+/// Loads and validates the config directory `dir` as mesh-control would.
+fn load_dir(dir: &Path) -> (Vec<String>, usize) {
     let mut loader = Loader::new().with_default_namespace("default");
     loader.add_path(dir);
     let mut set = loader.finish();
@@ -64,6 +69,26 @@ fn generated_config_loads_and_validates_without_problems() {
     // 11 Services, 12 WorkloadEntries (productcatalogservice twice), the Gateway and its
     // VirtualService, productcatalogservice's DestinationRule and VirtualService.
     assert_eq!(resources, 11 + 12 + 2 + 2);
+}
+
+#[test]
+fn the_gateway_api_gateway_and_canary_validate_in_place_of_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(10, gateway(), true);
+    let routes = meshctl::demo::topology::routes_gateway_api(90, 10);
+    assert!(routes.contains("weight: 10"), "{routes}");
+    let (problems, resources) = load(dir.path(), &plan, Some(routes));
+    std::fs::write(
+        dir.path().join(meshctl::demo::topology::GATEWAY_FILE),
+        meshctl::demo::topology::GATEWAY_API,
+    )
+    .unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
+    // Two Services per version and the GRPCRoute in place of the DestinationRule and the
+    // VirtualService.
+    assert_eq!(resources, 11 + 12 + 2 + 3);
+    let (problems, _) = load_dir(dir.path());
+    assert!(problems.is_empty(), "{problems:#?}");
 }
 
 #[test]
@@ -477,8 +502,61 @@ fn shop_flows(transparent: bool) {
         "the frontend saw no request from the gateway's identity"
     );
 
-    // The canary: 10 % ± 3 of productcatalogservice's requests move to v2.
-    canary_moves_a_tenth_of_the_catalog_requests(&meshctl, &state, &info, &base);
+    // The gateway from Gateway API resources instead (the demo's `gateway-api.yaml`): a
+    // Gateway of class mesh and an HTTPRoute to the frontend.
+    std::fs::copy(
+        state.join("gateway-api.yaml"),
+        info.config_dir.join(meshctl::demo::topology::GATEWAY_FILE),
+    )
+    .expect("apply the Gateway API gateway");
+    let gateway_admin = info
+        .proxies
+        .iter()
+        .find(|p| p.name == "mesh-ingressgateway")
+        .unwrap()
+        .admin;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = curl(&jar, &format!("http://{gateway_admin}/config_dump"), &[]);
+        let dump: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let from_route = dump["config"]["listeners"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l["virtualHosts"].as_array().into_iter().flatten())
+            .any(|v| v["name"] == "HTTPRoute:default/frontend:80");
+        if from_route {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not get the HTTPRoute within 30s:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, home) = curl(&jar, &format!("{base}/"), &[]);
+    assert_eq!(status, 200, "{home}");
+    assert!(home.contains("/product/OLJCESPC7Z"), "{home}");
+
+    // The canary: 10 % ± 3 of productcatalogservice's requests move to v2, by subsets of
+    // a DestinationRule and a VirtualService's weights, then by Gateway API (a GRPCRoute
+    // attached to the Service, weights over a Service per version).
+    canary_moves_a_tenth_of_the_catalog_requests(
+        &meshctl,
+        &state,
+        &info,
+        &base,
+        "canary-90-10.yaml",
+        ["v1", "v2"],
+    );
+    canary_moves_a_tenth_of_the_catalog_requests(
+        &meshctl,
+        &state,
+        &info,
+        &base,
+        "canary-90-10-gateway-api.yaml",
+        ["productcatalogservice-v1", "productcatalogservice-v2"],
+    );
 
     // Ctrl-C (SIGINT) stops it; nothing stays behind. (--duration is the safety net.)
     let pid = nix::unistd::Pid::from_raw(demo.child.id() as i32);
@@ -538,9 +616,9 @@ const CATALOG_CLIENTS: [&str; 3] = [
     "recommendationservice-v1",
 ];
 
-/// Whether a sidecar's `/config_dump` routes productcatalogservice's `v1` and `v2` by
-/// these weights.
-fn routes_with_weights(dump: &serde_json::Value, v1: u64, v2: u64) -> bool {
+/// Whether a sidecar's `/config_dump` routes productcatalogservice to these backends (a
+/// subset's name, or a Service's short name) with these weights.
+fn routes_with_weights(dump: &serde_json::Value, want: &[(&str, u64)]) -> bool {
     let weights: Vec<(String, u64)> = dump["config"]["routes"]
         .as_array()
         .into_iter()
@@ -554,30 +632,35 @@ fn routes_with_weights(dump: &serde_json::Value, v1: u64, v2: u64) -> bool {
                 .flatten()
         })
         .map(|b| {
-            (
-                b["cluster"]["subset"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                b["weight"].as_u64().unwrap_or_default(),
-            )
+            let cluster = &b["cluster"];
+            let subset = cluster["subset"].as_str().unwrap_or_default();
+            let host = cluster["hostname"].as_str().unwrap_or_default();
+            let name = if subset.is_empty() {
+                host.split('.').next().unwrap_or_default()
+            } else {
+                subset
+            };
+            (name.to_owned(), b["weight"].as_u64().unwrap_or_default())
         })
         .collect();
-    weights.contains(&("v1".to_owned(), v1)) && weights.contains(&("v2".to_owned(), v2))
+    want.iter()
+        .all(|(name, weight)| weights.contains(&((*name).to_owned(), *weight)))
 }
 
-/// Applies the demo's canary (the `cp` it prints), waits until the catalog's clients have
-/// it, then drives product pages through the gateway (bounded in count and time) and
-/// checks v2's share of productcatalogservice's requests, and that `meshctl stat` shows
-/// the split.
+/// Applies one of the demo's canaries (`file`, as the `cp` it prints), waits until the
+/// catalog's clients route to `backends` (v1's, v2's) by 90/10, then drives product pages
+/// through the gateway (bounded in count and time) and checks v2's share of
+/// productcatalogservice's requests, and that `meshctl stat` shows the split.
 fn canary_moves_a_tenth_of_the_catalog_requests(
     meshctl: &Path,
     state: &Path,
     info: &Info,
     base: &str,
+    file: &str,
+    backends: [&str; 2],
 ) {
     std::fs::copy(
-        state.join("canary-90-10.yaml"),
+        state.join(file),
         info.config_dir.join(meshctl::demo::topology::ROUTES_FILE),
     )
     .expect("apply the canary");
@@ -588,13 +671,14 @@ fn canary_moves_a_tenth_of_the_catalog_requests(
         .map(|p| p.admin)
         .collect();
     assert_eq!(admins.len(), 3, "{:?}", info.proxies);
-    let jar = state.join("canary-cookies");
+    let jar = state.join(format!("{file}.cookies"));
     let deadline = Instant::now() + Duration::from_secs(30);
     for admin in &admins {
         loop {
             let (status, body) = curl(&jar, &format!("http://{admin}/config_dump"), &[]);
             let dump: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            if status == 200 && routes_with_weights(&dump, 90, 10) {
+            let want = [(backends[0], 90), (backends[1], 10)];
+            if status == 200 && routes_with_weights(&dump, &want) {
                 break;
             }
             assert!(
@@ -684,10 +768,13 @@ fn canary_moves_a_tenth_of_the_catalog_requests(
 
     // Over all of the browsing: 10 % ± 3 points of the catalog's requests went to v2.
     let rows = stat::rows(&before, &after, elapsed);
+    // A workload has a row per service it was reached as (the Gateway API canary reaches
+    // it as productcatalogservice-v1 where the first reached it as productcatalogservice).
     let requests = |w: &str| {
         rows.iter()
-            .find(|r| r.key.workload == w)
-            .map_or(0.0, |r| r.rps * elapsed.as_secs_f64())
+            .filter(|r| r.key.workload == w)
+            .map(|r| r.rps * elapsed.as_secs_f64())
+            .sum::<f64>()
     };
     let (v1, v2) = (
         requests("productcatalogservice-v1"),
@@ -699,7 +786,7 @@ fn canary_moves_a_tenth_of_the_catalog_requests(
     );
     let share = 100.0 * v2 / (v1 + v2);
     eprintln!(
-        "canary: v2 got {share:.1}% of {:.0} catalog requests in {elapsed:.1?}",
+        "canary ({file}): v2 got {share:.1}% of {:.0} catalog requests in {elapsed:.1?}",
         v1 + v2
     );
     assert!(

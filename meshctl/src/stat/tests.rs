@@ -118,3 +118,27 @@ mesh_requests_total{reporter="destination",destination_workload="details-v1",des
         ]
     );
 }
+
+#[test]
+fn share_divides_an_apps_requests_across_per_version_services() {
+    // Gateway API canaries route to a Service per version: the services differ, the app
+    // (canonical service) is the same.
+    let series = |service: &str, workload: &str, n: u64| {
+        format!(
+            "mesh_requests_total{{reporter=\"destination\",destination_service_name=\"{service}\",destination_workload=\"{workload}\",destination_app=\"catalog\",response_code=\"200\"}} {n}\n"
+        )
+    };
+    let mut after = Snapshot::default();
+    after.add(&parse(
+        &[
+            series("catalog-v1", "pc-v1", 180),
+            series("catalog-v2", "pc-v2", 20),
+        ]
+        .concat(),
+    ));
+    let rows = rows(&Snapshot::default(), &after, Duration::from_secs(1));
+    let share = |w: &str| rows.iter().find(|r| r.key.workload == w).unwrap().share;
+    assert_eq!(share("pc-v1"), Some(90.0));
+    assert_eq!(share("pc-v2"), Some(10.0));
+    assert_eq!(rows[0].key.service, "catalog-v1");
+}
