@@ -407,10 +407,10 @@ async fn demo(
         .with_context(|| format!("write {}", rollback.display()))?;
     // The same with Gateway API resources: the gateway and the canary.
     for (name, text) in [
-        ("gateway-api.yaml", topology::GATEWAY_API.to_owned()),
+        ("gateway-api.yaml", topology::GATEWAY_API),
         (
             "canary-90-10-gateway-api.yaml",
-            topology::routes_gateway_api(90, 10),
+            topology::CANARY_GATEWAY_API,
         ),
     ] {
         let path = dirs.root.join(name);

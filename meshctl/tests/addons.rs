@@ -1,6 +1,7 @@
-//! The addons in `deploy/addons/`: every document is a valid Kubernetes object (decoded
-//! into its k8s-openapi type and encoded back without losing a field, so a misspelt or
-//! misplaced field fails), and the scrape config follows the `prometheus.io/*` annotations.
+//! The addons in `deploy/addons/` and the examples in `examples/online-boutique/`: every
+//! document is a valid Kubernetes object (decoded into its k8s-openapi type and encoded
+//! back without losing a field, so a misspelt or misplaced field fails), the scrape config
+//! follows the `prometheus.io/*` annotations, and the examples fit together.
 
 use std::path::Path;
 
@@ -122,26 +123,136 @@ fn the_scrape_config_follows_the_prometheus_annotations() {
     );
 }
 
-/// The canary example the README walks through: a valid Deployment, and mesh config that
-/// `meshctl analyze` finds no problem in.
-#[test]
-fn the_canary_example_is_valid() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/online-boutique/canary-90-10.yaml");
-    let docs = documents(&std::fs::read_to_string(&path).unwrap());
-    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
-    strict::<Deployment>(deployment);
-    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
-    assert_eq!(labels["version"], "v2");
-    let set = mesh_api::config::analyze_paths(&[&path]);
-    let problems: Vec<String> = set
+fn example(name: &str) -> (std::path::PathBuf, Vec<Value>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/online-boutique")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (path, documents(&text))
+}
+
+/// What `meshctl analyze` finds in `path` (errors and warnings), and how many resources.
+fn analyze(path: &Path) -> (Vec<String>, usize) {
+    let set = mesh_api::config::analyze_paths(&[path]);
+    let problems = set
         .diagnostics
         .iter()
         .filter(|d| d.severity != mesh_api::config::Severity::Info)
         .map(ToString::to_string)
         .collect();
+    (problems, set.resources.len())
+}
+
+/// The pod labels of the Deployment named `name` in `docs`.
+fn pod_labels<'a>(docs: &'a [Value], name: &str) -> &'a Value {
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no Deployment {name}"));
+    &deployment["spec"]["template"]["metadata"]["labels"]
+}
+
+/// The canary example the README walks through: a valid v2 Deployment, and mesh config
+/// that `meshctl analyze` finds no problem in.
+#[test]
+fn the_canary_example_is_valid() {
+    let (_, v2) = example("productcatalogservice-v2.yaml");
+    assert_eq!(v2.len(), 1);
+    strict::<Deployment>(&v2[0]);
+    let labels = pod_labels(&v2, "productcatalogservice-v2");
+    assert_eq!(labels["app"], "productcatalogservice");
+    assert_eq!(labels["version"], "v2");
+    let (path, _) = example("canary-90-10.yaml");
+    let (problems, resources) = analyze(&path);
     assert!(problems.is_empty(), "{problems:#?}");
-    assert_eq!(set.resources.len(), 2);
+    assert_eq!(resources, 2);
+}
+
+/// The Gateway API canary: a Service per version selecting exactly the v1 pods of
+/// kubernetes-manifests.yaml and the v2 pods of productcatalogservice-v2.yaml, and a
+/// GRPCRoute attached to productcatalogservice's Service port that weighs them 90/10.
+/// (`meshctl demo` applies this very file in its end-to-end test.)
+#[test]
+fn the_gateway_api_canary_example_is_valid() {
+    let (path, docs) = example("canary-90-10-gateway-api.yaml");
+    let (problems, resources) = analyze(&path);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(resources, 3);
+    let (_, shop) = example("kubernetes-manifests.yaml");
+    let (_, v2) = example("productcatalogservice-v2.yaml");
+    let pods = [
+        ("v1", pod_labels(&shop, "productcatalogservice")),
+        ("v2", pod_labels(&v2, "productcatalogservice-v2")),
+    ];
+    for (version, labels) in pods {
+        let name = format!("productcatalogservice-{version}");
+        let service = docs
+            .iter()
+            .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("no Service {name}"));
+        strict::<Service>(service);
+        let selector = service["spec"]["selector"].as_object().unwrap();
+        assert_eq!(selector.len(), 2, "{selector:?}");
+        for (k, v) in selector {
+            assert_eq!(&labels[k], v, "{name} selects {k}={v}");
+        }
+    }
+    let route = docs.iter().find(|d| d["kind"] == "GRPCRoute").unwrap();
+    let parent = &route["spec"]["parentRefs"][0];
+    assert_eq!(
+        (&parent["kind"], &parent["name"], &parent["port"]),
+        (
+            &Value::from("Service"),
+            &Value::from("productcatalogservice"),
+            &Value::from(3550)
+        )
+    );
+    let backends: Vec<(&str, u64)> = route["spec"]["rules"][0]["backendRefs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["name"].as_str().unwrap(), b["weight"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        backends,
+        vec![
+            ("productcatalogservice-v1", 90),
+            ("productcatalogservice-v2", 10)
+        ]
+    );
+}
+
+/// The Gateway API variant of gateway.yaml: a Gateway of class `mesh` (served by
+/// `mesh-ingressgateway`) on port 80 and an HTTPRoute from it to the frontend Service's
+/// port. (`meshctl demo` applies this very file in its end-to-end test.)
+#[test]
+fn the_gateway_api_gateway_example_is_valid() {
+    let (path, docs) = example("gateway-api.yaml");
+    let (problems, resources) = analyze(&path);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(resources, 2);
+    let gateway = docs.iter().find(|d| d["kind"] == "Gateway").unwrap();
+    assert_eq!(gateway["spec"]["gatewayClassName"], "mesh");
+    assert_eq!(gateway["spec"]["listeners"][0]["port"], 80);
+    let route = docs.iter().find(|d| d["kind"] == "HTTPRoute").unwrap();
+    assert_eq!(
+        route["spec"]["parentRefs"][0]["name"],
+        gateway["metadata"]["name"]
+    );
+    let backend = &route["spec"]["rules"][0]["backendRefs"][0];
+    let (_, shop) = example("kubernetes-manifests.yaml");
+    let frontend = shop
+        .iter()
+        .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == backend["name"])
+        .unwrap_or_else(|| panic!("no Service {}", backend["name"]));
+    assert!(
+        frontend["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["port"] == backend["port"]),
+        "{frontend}"
+    );
 }
 
 /// `examples/online-boutique/kubernetes-manifests.yaml`: valid objects, every `*_ADDR`

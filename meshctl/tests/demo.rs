@@ -75,8 +75,7 @@ fn generated_config_loads_and_validates_without_problems() {
 fn the_gateway_api_gateway_and_canary_validate_in_place_of_ours() {
     let dir = tempfile::tempdir().unwrap();
     let plan = Plan::new(10, gateway(), true);
-    let routes = meshctl::demo::topology::routes_gateway_api(90, 10);
-    assert!(routes.contains("weight: 10"), "{routes}");
+    let routes = meshctl::demo::topology::CANARY_GATEWAY_API.to_owned();
     let (problems, resources) = load(dir.path(), &plan, Some(routes));
     std::fs::write(
         dir.path().join(meshctl::demo::topology::GATEWAY_FILE),

@@ -496,87 +496,17 @@ spec:
           number: 80
 ";
 
-/// The shop through the ingress gateway with Gateway API resources (as
-/// `examples/online-boutique/gateway-api.yaml`): a `Gateway` of class `mesh` and an
+/// The shop through the ingress gateway with Gateway API resources:
+/// `examples/online-boutique/gateway-api.yaml` itself, a `Gateway` of class `mesh` and an
 /// `HTTPRoute` to the frontend. It can replace [`GATEWAY`] in the config directory.
-pub const GATEWAY_API: &str = "# The shop through the ingress gateway, with Gateway API resources.
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata:
-  name: frontend-gateway
-  namespace: default
-spec:
-  gatewayClassName: mesh
-  listeners:
-  - name: http
-    port: 80
-    protocol: HTTP
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: frontend
-  namespace: default
-spec:
-  parentRefs:
-  - name: frontend-gateway
-  rules:
-  - backendRefs:
-    - name: frontend
-      port: 80
-";
+pub const GATEWAY_API: &str = include_str!("../../../examples/online-boutique/gateway-api.yaml");
 
-/// The `v1`/`v2` canary with Gateway API resources (GAMMA): a Service per version and a
-/// `GRPCRoute` attached to productcatalogservice that splits its requests by weight. It
-/// can replace [`routes`] in the config directory.
-pub fn routes_gateway_api(v1: u32, v2: u32) -> String {
-    let version_service = |version: &str, vip: &str| {
-        format!(
-            "apiVersion: v1
-kind: Service
-metadata:
-  name: productcatalogservice-{version}
-  namespace: {NAMESPACE}
-spec:
-  clusterIP: {vip}
-  selector:
-    app: productcatalogservice
-    version: {version}
-  ports:
-  - name: grpc
-    port: 3550
-    targetPort: 3550
-"
-        )
-    };
-    format!(
-        "# productcatalogservice with Gateway API (GAMMA): {v1} % to v1 and {v2} % to v2.
-{}---
-{}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: GRPCRoute
-metadata:
-  name: productcatalogservice
-  namespace: {NAMESPACE}
-spec:
-  parentRefs:
-  - group: \"\"
-    kind: Service
-    name: productcatalogservice
-    port: 3550
-  rules:
-  - backendRefs:
-    - name: productcatalogservice-v1
-      port: 3550
-      weight: {v1}
-    - name: productcatalogservice-v2
-      port: 3550
-      weight: {v2}
-",
-        version_service("v1", "10.96.1.1"),
-        version_service("v2", "10.96.1.2"),
-    )
-}
+/// The 90/10 canary with Gateway API resources (GAMMA):
+/// `examples/online-boutique/canary-90-10-gateway-api.yaml` itself, a Service per version
+/// and a `GRPCRoute` attached to productcatalogservice that splits its requests by weight.
+/// It can replace [`routes`] in the config directory.
+pub const CANARY_GATEWAY_API: &str =
+    include_str!("../../../examples/online-boutique/canary-90-10-gateway-api.yaml");
 
 /// productcatalogservice's subsets and a `v1`/`v2` weighted route.
 pub fn routes(v1: u32, v2: u32) -> String {
