@@ -457,10 +457,14 @@ async fn demo(
     for pod in &plan.pods {
         let mut token = token(bins, dirs, topology::NAMESPACE, pod.component.name)?;
         match cluster.as_deref_mut() {
-            None => start_explicit(bins, plan, pod, dirs, sup, discovery, &token, &bundle)?,
+            None => {
+                let cp = ControlPlane::new(discovery, &token, &bundle);
+                start_explicit(bins, plan, dirs, sup, pod, &cp)?;
+            }
             Some(c) => {
                 token = c.share(&token, &format!("{}.token", pod.name), false)?;
-                start_captured(bins, c, plan, pod, dirs, sup, discovery, &token, &bundle)?;
+                let cp = ControlPlane::new(discovery, &token, &bundle);
+                start_captured(bins, c, plan, dirs, sup, pod, &cp)?;
                 for port in [
                     topology::ADMIN_PORT,
                     topology::METRICS_PORT,
@@ -509,7 +513,7 @@ async fn demo(
         }
     };
     gateway
-        .args(control_plane_flags(discovery, &token, &bundle))
+        .args(ControlPlane::new(discovery, &token, &bundle).flags())
         .args(["--pod-name", topology::GATEWAY_NAME])
         .args(["--pod-namespace", topology::GATEWAY_NAMESPACE])
         .args(["--service-account", topology::GATEWAY_NAME])
@@ -627,30 +631,45 @@ async fn demo(
     }
 }
 
-/// The `mesh-proxy` flags that take config and certificates from the demo's mesh-control.
-fn control_plane_flags(discovery: SocketAddr, token: &Path, bundle: &Path) -> Vec<String> {
-    vec![
-        "--control-plane".to_owned(),
-        discovery.to_string(),
-        "--token-file".to_owned(),
-        token.display().to_string(),
-        "--ca-bundle".to_owned(),
-        bundle.display().to_string(),
-    ]
+/// Where a proxy gets its config and certificate: mesh-control's discovery address, the
+/// proxy's token and the trust bundle that verifies mesh-control.
+struct ControlPlane<'a> {
+    discovery: SocketAddr,
+    token: &'a Path,
+    bundle: &'a Path,
+}
+
+impl<'a> ControlPlane<'a> {
+    fn new(discovery: SocketAddr, token: &'a Path, bundle: &'a Path) -> Self {
+        Self {
+            discovery,
+            token,
+            bundle,
+        }
+    }
+
+    /// The `mesh-proxy` flags that take config and certificates from it.
+    fn flags(&self) -> Vec<String> {
+        vec![
+            "--control-plane".to_owned(),
+            self.discovery.to_string(),
+            "--token-file".to_owned(),
+            self.token.display().to_string(),
+            "--ca-bundle".to_owned(),
+            self.bundle.display().to_string(),
+        ]
+    }
 }
 
 /// Starts `pod` in explicit mode: its application on its loopback address, pointed at its
 /// sidecar's `--upstream` listeners, and the sidecar without capture.
-#[allow(clippy::too_many_arguments)]
 fn start_explicit(
     bins: &Bins,
     plan: &Plan,
-    pod: &topology::Pod,
     dirs: &Dirs,
     sup: &mut Supervisor,
-    discovery: SocketAddr,
-    token: &Path,
-    bundle: &Path,
+    pod: &topology::Pod,
+    cp: &ControlPlane<'_>,
 ) -> anyhow::Result<()> {
     let (upstreams, env) = plan.upstreams(pod);
     let mut app = match pod.component.command {
@@ -673,7 +692,7 @@ fn start_explicit(
     let mut proxy = Command::new(&bins.proxy);
     proxy
         .arg("run")
-        .args(sidecar_args(pod, discovery, token, bundle))
+        .args(sidecar_args(pod, cp))
         .arg("--no-capture")
         .args(["--inbound", &at(topology::MESH_PORT)])
         .args(["--admin", &at(topology::ADMIN_PORT)])
@@ -692,17 +711,14 @@ fn start_explicit(
 /// Starts `pod` in transparent mode, as the kubelet would an injected pod: the capture
 /// rules first (the init container), then the application — unmodified, dialing the
 /// Services' virtual IPs — and the sidecar as uid 1337.
-#[allow(clippy::too_many_arguments)]
 fn start_captured(
     bins: &Bins,
     cluster: &Cluster,
     plan: &Plan,
-    pod: &topology::Pod,
     dirs: &Dirs,
     sup: &mut Supervisor,
-    discovery: SocketAddr,
-    token: &Path,
-    bundle: &Path,
+    pod: &topology::Pod,
+    cp: &ControlPlane<'_>,
 ) -> anyhow::Result<()> {
     cluster.capture(&pod.name)?;
     let listen = SocketAddr::from((Ipv4Addr::UNSPECIFIED, pod.component.target_port));
@@ -727,7 +743,7 @@ fn start_captured(
     let mut proxy = cluster.proxy_command(&pod.name)?;
     proxy
         .arg("run")
-        .args(sidecar_args(pod, discovery, token, bundle))
+        .args(sidecar_args(pod, cp))
         .env("MESH_LOG", "info");
     let name = format!("{}-proxy", pod.name);
     sup.spawn(&name, proxy, &dirs.log(&name))?;
@@ -750,13 +766,8 @@ fn redis_args(pod: &topology::Pod, dir: &Path) -> Vec<String> {
 
 /// The `mesh-proxy run` flags both modes share: the control plane, the pod's identity and
 /// labels.
-fn sidecar_args(
-    pod: &topology::Pod,
-    discovery: SocketAddr,
-    token: &Path,
-    bundle: &Path,
-) -> Vec<String> {
-    let mut args = control_plane_flags(discovery, token, bundle);
+fn sidecar_args(pod: &topology::Pod, cp: &ControlPlane<'_>) -> Vec<String> {
+    let mut args = cp.flags();
     args.extend(
         [
             "--pod-name",
