@@ -38,6 +38,8 @@ pub const CONTROL_POD: &str = "mesh-control";
 pub const PROXY_UID: u32 = 1337;
 /// How long `mesh-proxy init` may take.
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The shared files' directory, followed by meshctl's pid.
+const FILES_PREFIX: &str = "/run/mesh-demo-";
 /// How long a forwarded connection may take to reach its pod.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -86,7 +88,8 @@ impl Cluster {
                 .expect("every pod of the plan has a namespace")
         });
         // Files the sidecars (uid 1337) read: tokens, the trust bundle, maybe the binary.
-        let files = PathBuf::from(format!("/run/mesh-demo-{}", std::process::id()));
+        remove_stale_files();
+        let files = PathBuf::from(format!("{FILES_PREFIX}{}", std::process::id()));
         std::fs::create_dir_all(&files).with_context(|| format!("create {}", files.display()))?;
         std::fs::set_permissions(&files, std::fs::Permissions::from_mode(0o755))
             .with_context(|| format!("chmod {}", files.display()))?;
@@ -233,6 +236,28 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.forwards.abort_all();
         let _ = std::fs::remove_dir_all(&self.files);
+    }
+}
+
+/// Removes the shared files of demos that were killed outright (their pid is gone); the
+/// testbed collects their namespaces the same way.
+fn remove_stale_files() {
+    let Ok(entries) = std::fs::read_dir("/run") else {
+        return;
+    };
+    let prefix = FILES_PREFIX.trim_start_matches("/run/");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
