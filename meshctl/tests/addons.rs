@@ -362,3 +362,210 @@ fn the_gateway_example_is_valid() {
     let vs = docs.iter().find(|d| d["kind"] == "VirtualService").unwrap();
     assert_eq!(vs["spec"]["gateways"][0], gateway["metadata"]["name"]);
 }
+
+/// Says why an end-to-end part of a test cannot run here; under `MESH_E2E=require` (as CI
+/// runs the tests) that fails the test instead (as in `tests/demo.rs`).
+fn skip(why: &str) {
+    if std::env::var("MESH_E2E").is_ok_and(|v| v == "require") {
+        panic!("MESH_E2E=require but {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+/// The image `kubernetes-manifests-rust.yaml` runs: `cargo xtask images` builds it under
+/// the names `meshctl install` uses by default.
+fn boutique_image() -> String {
+    format!(
+        "{}/boutique:{}",
+        mesh_api::inject::DEFAULT_HUB,
+        mesh_api::inject::DEFAULT_TAG
+    )
+}
+
+/// `(Deployment, container)` of every app container (not init container) of `docs`.
+fn app_containers(docs: &[Value]) -> Vec<(String, &Value)> {
+    docs.iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .flat_map(|d| {
+            let name = d["metadata"]["name"].as_str().unwrap().to_owned();
+            d["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |c| (name.clone(), c))
+        })
+        .collect()
+}
+
+/// The `boutique` subcommand each Deployment of `kubernetes-manifests-rust.yaml` runs.
+fn boutique_services() -> Vec<(String, String)> {
+    let (_, ours) = example("kubernetes-manifests-rust.yaml");
+    app_containers(&ours)
+        .into_iter()
+        .filter(|(_, c)| c["image"] == boutique_image().as_str())
+        .map(|(d, c)| (d, c["args"][0].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// `examples/online-boutique/kubernetes-manifests-rust.yaml` (`cargo xtask codegen` makes
+/// it from kubernetes-manifests.yaml): valid objects, and the same objects as upstream's
+/// file — names, env, ports, probes, resources, security contexts — except that every app
+/// container but redis runs our boutique image with one argument, its service.
+#[test]
+fn the_online_boutique_on_our_images_is_upstreams_manifests_with_our_image() {
+    use k8s_openapi::api::core::v1::Service as KubeService;
+    let (_, upstream) = example("kubernetes-manifests.yaml");
+    let (_, ours) = example("kubernetes-manifests-rust.yaml");
+    let objects = |docs: &[Value]| -> Vec<(String, String)> {
+        docs.iter()
+            .map(|d| {
+                (
+                    d["kind"].as_str().unwrap().to_owned(),
+                    d["metadata"]["name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(objects(&ours), objects(&upstream));
+    for doc in &ours {
+        match doc["kind"].as_str().unwrap() {
+            "ServiceAccount" => strict::<ServiceAccount>(doc),
+            "Deployment" => strict::<Deployment>(doc),
+            "Service" => strict::<KubeService>(doc),
+            other => panic!("unexpected kind {other}"),
+        }
+    }
+    // Every app container but redis runs our image, with exactly one argument.
+    let image = boutique_image();
+    let containers = app_containers(&ours);
+    assert_eq!(containers.len(), 12);
+    for (deployment, c) in &containers {
+        if c["image"] == "redis:alpine" {
+            assert_eq!(deployment, "redis-cart");
+            assert!(c.get("args").is_none(), "{c}");
+            continue;
+        }
+        assert_eq!(c["image"], image.as_str(), "{deployment}");
+        let args = c["args"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{deployment}: {c}"));
+        assert_eq!(args.len(), 1, "{deployment}: {args:?}");
+        assert!(
+            c.get("command").is_none(),
+            "{deployment}: the entrypoint is boutique"
+        );
+    }
+    let services = boutique_services();
+    assert_eq!(services.len(), 11, "{services:?}");
+    let distinct: std::collections::BTreeSet<&str> =
+        services.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(
+        distinct.len(),
+        11,
+        "one service per Deployment: {services:?}"
+    );
+    // Nothing else differs: without images and our args, the objects are equal (so are the
+    // names, env, ports, probes, resources and security contexts), and no upstream
+    // microservices-demo image is left.
+    let strip = |docs: &[Value], ours: bool| -> Vec<Value> {
+        let mut docs = docs.to_vec();
+        for d in docs.iter_mut().filter(|d| d["kind"] == "Deployment") {
+            let spec = &mut d["spec"]["template"]["spec"];
+            for list in ["containers", "initContainers"] {
+                let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+                    continue;
+                };
+                for c in containers {
+                    let c = c.as_object_mut().unwrap();
+                    let image = c["image"].as_str().unwrap();
+                    assert!(
+                        !ours || !image.contains("/microservices-demo/"),
+                        "an upstream image is left: {image}"
+                    );
+                    if image == boutique_image() || image.contains("/microservices-demo/") {
+                        c.remove("image");
+                        if ours {
+                            c.remove("args");
+                        }
+                    }
+                }
+            }
+        }
+        docs
+    };
+    let (ours, upstream) = (strip(&ours, true), strip(&upstream, false));
+    for (ours, upstream) in ours.iter().zip(&upstream) {
+        assert_eq!(
+            ours, upstream,
+            "{} {} differs from upstream's beyond image and args",
+            upstream["kind"], upstream["metadata"]["name"]
+        );
+    }
+}
+
+/// Every argument of `kubernetes-manifests-rust.yaml` is a service the real `boutique`
+/// binary runs: `boutique <service> --help` succeeds (and an unknown service fails).
+#[test]
+fn the_online_boutique_on_our_images_runs_real_boutique_services() {
+    let meshctl = Path::new(env!("CARGO_BIN_EXE_meshctl"));
+    let boutique = meshctl.parent().unwrap().join("boutique");
+    if !boutique.is_file() {
+        return skip(&format!(
+            "boutique not built in {} (cargo build -p online-boutique)",
+            meshctl.parent().unwrap().display()
+        ));
+    }
+    let help = |service: &str| {
+        std::process::Command::new(&boutique)
+            .args([service, "--help"])
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", boutique.display()))
+    };
+    for (deployment, service) in boutique_services() {
+        let out = help(&service);
+        assert!(
+            out.status.success(),
+            "{deployment}: `boutique {service} --help`: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("boutique {service}")),
+            "{deployment}: the help of `boutique {service}`"
+        );
+    }
+    assert!(!help("productcatalogservice").status.success());
+}
+
+/// Every Deployment of `kubernetes-manifests-rust.yaml` injects without warnings, as
+/// upstream's do, and keeps its image and service argument beside the proxy.
+#[test]
+fn the_online_boutique_on_our_images_is_injectable() {
+    let (path, _) = example("kubernetes-manifests-rust.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let out = mesh_api::inject::inject_yaml(&text, &mesh_api::inject::Context::default())
+        .expect("the manifests inject");
+    assert_eq!(out.injected(), 12);
+    for report in &out.reports {
+        if let mesh_api::inject::DocumentResult::Injected { warnings } = &report.result {
+            assert!(warnings.is_empty(), "{report:?}");
+        }
+    }
+    let injected = documents(&out.yaml);
+    let services: Vec<(String, String)> = app_containers(&injected)
+        .into_iter()
+        .filter(|(_, c)| c["image"] == boutique_image().as_str())
+        .map(|(d, c)| {
+            assert_eq!(c["args"].as_array().unwrap().len(), 1, "{d}: {c}");
+            (d, c["args"][0].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(services, boutique_services());
+    // The frontend's HTTP probes now go through the proxy's health port.
+    let frontend = app_containers(&injected)
+        .into_iter()
+        .find(|(d, c)| d == "frontend" && c["name"] == "server")
+        .unwrap()
+        .1;
+    assert_eq!(frontend["readinessProbe"]["httpGet"]["port"], 15021);
+}

@@ -9,9 +9,11 @@
 //!
 //! Generators: [`proto`] (the gRPC API, `mesh-api/src/proto/gen/`, and the Online
 //! Boutique's `hipstershop` API, `examples/online-boutique/src/proto/gen/`), [`crds`] (the CRD
-//! manifests, `deploy/crds/`, from `mesh_api::config::crd_definitions`) and [`manifests`]
+//! manifests, `deploy/crds/`, from `mesh_api::config::crd_definitions`), [`manifests`]
 //! (what `meshctl install` applies per profile, `deploy/manifests/<profile>.yaml`, from
-//! `meshctl::manifest`).
+//! `meshctl::manifest`) and [`boutique`] (the Online Boutique on our images,
+//! `examples/online-boutique/kubernetes-manifests-rust.yaml`, from
+//! `kubernetes-manifests.yaml`).
 
 use std::{
     collections::BTreeSet,
@@ -21,6 +23,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
+pub(crate) mod boutique;
 mod crds;
 mod proto;
 
@@ -67,6 +70,7 @@ fn generate_all(root: &Path) -> Result<Generated> {
     all.extend(proto::boutique(root).context("generating the Online Boutique's protobuf code")?);
     all.extend(crds::render(&mesh_api::config::crd_definitions())?);
     all.extend(manifests()?);
+    all.extend(boutique::generate(root).context("generating the Online Boutique on our images")?);
     all.sort();
     Ok(all)
 }

@@ -1,8 +1,9 @@
-//! `cargo xtask images`: builds the `mesh-control` and `mesh-proxy` container images from
-//! the repository's multi-stage `Dockerfile` with the first container engine that answers
-//! (`docker`, then `podman`; `--engine` picks one), tags them `<hub>/<name>:<tag>` (the
-//! names `meshctl install` deploys by default), and optionally pushes them or loads them
-//! into minikube.
+//! `cargo xtask images`: builds the `mesh-control`, `mesh-proxy` and `boutique` container
+//! images from the repository's multi-stage `Dockerfile` with the first container engine
+//! that answers (`docker`, then `podman`; `--engine` picks one), tags them
+//! `<hub>/<name>:<tag>` (the names `meshctl install` deploys by default, and the boutique
+//! image `examples/online-boutique/kubernetes-manifests-rust.yaml` names), and optionally
+//! pushes them or loads them into minikube.
 //!
 //! Without an engine it builds nothing and says how to get one, or how to build inside
 //! minikube instead (`minikube image build`), and fails — it never pretends.
@@ -12,8 +13,12 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, bail};
 
+/// The image of the Online Boutique's services in Rust (`boutique <service>`), which
+/// `examples/online-boutique/kubernetes-manifests-rust.yaml` runs.
+pub(crate) const BOUTIQUE: &str = "boutique";
+
 /// The images, each a `Dockerfile` target of the same name.
-pub(crate) const IMAGES: [&str; 2] = ["mesh-control", "mesh-proxy"];
+pub(crate) const IMAGES: [&str; 3] = ["mesh-control", "mesh-proxy", BOUTIQUE];
 
 /// Arguments of `cargo xtask images`.
 #[derive(Debug, clap::Args)]
@@ -151,18 +156,36 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         }
     }
     if !args.dry_run {
-        println!(
-            "built {}; install with `meshctl install --set hub={} --set tag={}`",
-            IMAGES
-                .iter()
-                .map(|n| reference(&args.hub, n, &args.tag))
-                .collect::<Vec<_>>()
-                .join(" and "),
-            args.hub,
-            args.tag
-        );
+        println!("{}", built(args));
     }
     Ok(())
+}
+
+/// What to say after building: the images, and how to use them.
+pub(crate) fn built(args: &Args) -> String {
+    let images: Vec<String> = IMAGES
+        .iter()
+        .map(|n| reference(&args.hub, n, &args.tag))
+        .collect();
+    let boutique = reference(&args.hub, BOUTIQUE, &args.tag);
+    let mut msg = format!(
+        "built {}\n\
+         the mesh: meshctl install --set hub={} --set tag={}\n\
+         Online Boutique on {boutique}: kubectl apply -f {}",
+        images.join(", "),
+        args.hub,
+        args.tag,
+        crate::codegen::boutique::TARGET,
+    );
+    let named = reference(
+        mesh_api::inject::DEFAULT_HUB,
+        BOUTIQUE,
+        mesh_api::inject::DEFAULT_TAG,
+    );
+    if named != boutique {
+        msg.push_str(&format!(" (its images are {named}: replace them)"));
+    }
+    msg
 }
 
 #[cfg(test)]
@@ -189,6 +212,7 @@ mod tests {
             [
                 "podman build --target mesh-control --tag registry.local:5000/mesh/mesh-control:dev --file /src/Dockerfile /src",
                 "podman build --target mesh-proxy --tag registry.local:5000/mesh/mesh-proxy:dev --file /src/Dockerfile /src",
+                "podman build --target boutique --tag registry.local:5000/mesh/boutique:dev --file /src/Dockerfile /src",
             ]
         );
         // The proxy image is the one injection uses.
@@ -216,7 +240,7 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert_eq!(lines.len(), 6);
+        assert_eq!(lines.len(), 9);
         assert_eq!(
             lines[1],
             "docker push registry.local:5000/mesh/mesh-control:dev"
@@ -225,13 +249,29 @@ mod tests {
             lines[2],
             "minikube image load registry.local:5000/mesh/mesh-control:dev"
         );
+        assert_eq!(
+            lines[8],
+            "minikube image load registry.local:5000/mesh/boutique:dev"
+        );
     }
 
     #[test]
     fn the_dockerfile_has_every_target_and_runs_non_root() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
-        for name in IMAGES {
+        // Each target's binary comes from its package, built in the one build stage.
+        let packages = [
+            ("mesh-control", "mesh-control"),
+            ("mesh-proxy", "mesh-proxy"),
+            (BOUTIQUE, "online-boutique"),
+        ];
+        assert_eq!(packages.map(|(name, _)| name), IMAGES);
+        let build = dockerfile
+            .split("cargo build ")
+            .nth(1)
+            .and_then(|b| b.split("\n\n").next())
+            .expect("the build stage runs cargo build");
+        for (name, package) in packages {
             assert!(
                 dockerfile.contains(&format!(" AS {name}\n")),
                 "Dockerfile target {name}"
@@ -240,9 +280,25 @@ mod tests {
                 dockerfile.contains(&format!("ENTRYPOINT [\"/usr/local/bin/{name}\"]")),
                 "{name}'s entrypoint is the binary (manifests set only args)"
             );
+            assert!(
+                dockerfile.contains(&format!(
+                    "COPY --from=build /out/{name} /usr/local/bin/{name}\n"
+                )),
+                "{name}'s stage copies the binary"
+            );
+            assert!(
+                build.contains(&format!("-p {package} ")),
+                "builds -p {package}"
+            );
+            assert!(
+                build.contains(&format!("target/release/{name} ")),
+                "copies {name} to /out"
+            );
         }
         assert!(dockerfile.contains("USER 65532:65532"));
         assert!(dockerfile.contains("USER 1337:1337"));
+        // The boutique runs as upstream's manifests (and kubernetes-manifests-rust.yaml) do.
+        assert!(dockerfile.contains("USER 1000:1000"));
         // Every workspace member is in the build context.
         let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
         let members = manifest.lines().find(|l| l.starts_with("members")).unwrap();
@@ -263,6 +319,49 @@ mod tests {
                 "minikube image build --build-opt target=mesh-proxy -t registry.local:5000/mesh/mesh-proxy:dev ."
             ),
             "{help}"
+        );
+        assert!(
+            help.contains(
+                "minikube image build --build-opt target=boutique -t registry.local:5000/mesh/boutique:dev ."
+            ),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn after_building_it_says_how_to_use_the_images() {
+        let msg = built(&args());
+        assert!(
+            msg.starts_with(
+                "built registry.local:5000/mesh/mesh-control:dev, \
+                 registry.local:5000/mesh/mesh-proxy:dev, registry.local:5000/mesh/boutique:dev\n"
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("meshctl install --set hub=registry.local:5000/mesh/ --set tag=dev"),
+            "{msg}"
+        );
+        // The generated manifests name the default image; other names need an edit.
+        assert!(
+            msg.contains(&format!(
+                "kubectl apply -f examples/online-boutique/kubernetes-manifests-rust.yaml \
+                 (its images are {}/boutique:{}: replace them)",
+                mesh_api::inject::DEFAULT_HUB,
+                mesh_api::inject::DEFAULT_TAG
+            )),
+            "{msg}"
+        );
+        let defaults = built(&Args {
+            hub: mesh_api::inject::DEFAULT_HUB.to_owned(),
+            tag: mesh_api::inject::DEFAULT_TAG.to_owned(),
+            ..args()
+        });
+        assert!(
+            defaults.ends_with(
+                "kubectl apply -f examples/online-boutique/kubernetes-manifests-rust.yaml"
+            ),
+            "{defaults}"
         );
     }
 }

@@ -35,7 +35,7 @@ enum Command {
     Ci(ci::Args),
     /// Data-plane benchmark: latency, throughput, CPU and RSS of mesh vs direct vs HAProxy.
     Bench(bench::Args),
-    /// Build the mesh-control and mesh-proxy container images (docker or podman).
+    /// Build the mesh-control, mesh-proxy and boutique container images (docker or podman).
     Images(images::Args),
 }
 
