@@ -123,6 +123,19 @@ fn the_scrape_config_follows_the_prometheus_annotations() {
     );
 }
 
+/// Injects the shop's manifests: all 12 Deployments, none with a warning.
+fn inject_all_twelve(text: &str) -> mesh_api::inject::YamlOutput {
+    let out = mesh_api::inject::inject_yaml(text, &mesh_api::inject::Context::default())
+        .expect("the manifests inject");
+    assert_eq!(out.injected(), 12);
+    for report in &out.reports {
+        if let mesh_api::inject::DocumentResult::Injected { warnings } = &report.result {
+            assert!(warnings.is_empty(), "{report:?}");
+        }
+    }
+    out
+}
+
 fn example(name: &str) -> (std::path::PathBuf, Vec<Value>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples/online-boutique")
@@ -321,14 +334,7 @@ fn the_online_boutique_manifests_are_consistent_and_injectable() {
             }
         }
     }
-    let out = mesh_api::inject::inject_yaml(&text, &mesh_api::inject::Context::default())
-        .expect("the manifests inject");
-    assert_eq!(out.injected(), 12);
-    for report in &out.reports {
-        if let mesh_api::inject::DocumentResult::Injected { warnings } = &report.result {
-            assert!(warnings.is_empty(), "{report:?}");
-        }
-    }
+    let out = inject_all_twelve(&text);
     // The frontend's HTTP probes now go through the proxy's health port.
     let injected = documents(&out.yaml);
     let frontend = injected
@@ -543,14 +549,7 @@ fn the_online_boutique_on_our_images_runs_real_boutique_services() {
 fn the_online_boutique_on_our_images_is_injectable() {
     let (path, _) = example("kubernetes-manifests-rust.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let out = mesh_api::inject::inject_yaml(&text, &mesh_api::inject::Context::default())
-        .expect("the manifests inject");
-    assert_eq!(out.injected(), 12);
-    for report in &out.reports {
-        if let mesh_api::inject::DocumentResult::Injected { warnings } = &report.result {
-            assert!(warnings.is_empty(), "{report:?}");
-        }
-    }
+    let out = inject_all_twelve(&text);
     let injected = documents(&out.yaml);
     let services: Vec<(String, String)> = app_containers(&injected)
         .into_iter()
