@@ -443,6 +443,7 @@ async fn demo(
         .env("MESH_LOG", "info");
     sup.spawn("mesh-control", cmd, &dirs.log("mesh-control"))?;
     if let Some(c) = cluster.as_deref_mut() {
+        c.log_forwards_to(dirs.log("port-forward"));
         c.forward(plan.debug(), transparent::CONTROL_POD, debug)
             .await?;
     }

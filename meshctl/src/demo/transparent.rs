@@ -49,6 +49,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Cluster {
     forwards: JoinSet<()>,
+    forward_log: Option<PathBuf>,
     files: PathBuf,
     proxy: PathBuf,
     tb: Testbed,
@@ -95,6 +96,7 @@ impl Cluster {
             .with_context(|| format!("chmod {}", files.display()))?;
         let mut cluster = Self {
             forwards: JoinSet::new(),
+            forward_log: None,
             files,
             proxy: proxy.to_owned(),
             tb,
@@ -201,8 +203,15 @@ impl Cluster {
         &self.files
     }
 
+    /// Where the port-forwards write why a connection could not be relayed (the demo's
+    /// table owns the terminal).
+    pub fn log_forwards_to(&mut self, path: PathBuf) {
+        self.forward_log = Some(path);
+    }
+
     /// Serves `listen` on this machine: each connection is relayed to `target` as seen from
-    /// inside pod `name` (its loopback is the pod's own), like `kubectl port-forward`.
+    /// inside pod `name` (its loopback is the pod's own), like `kubectl port-forward`. A
+    /// connection that cannot reach the pod is closed, and why goes to the forward log.
     pub async fn forward(
         &mut self,
         listen: SocketAddr,
@@ -213,15 +222,28 @@ impl Cluster {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("listen on {listen} (forwarding to pod {name})"))?;
+        let log = self.forward_log.clone();
+        let name = name.to_owned();
         self.forwards.spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    continue;
+                let mut client = match listener.accept().await {
+                    Ok((client, _)) => client,
+                    Err(e) => {
+                        // Out of file descriptors, say: note it and back off, no busy loop.
+                        note(log.as_deref(), &format!("{listen}: accept failed: {e}"));
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                 };
-                let pod = pod.clone();
+                let (pod, log, name) = (pod.clone(), log.clone(), name.clone());
                 tokio::spawn(async move {
-                    let Ok(mut upstream) = connect_in(&pod, target).await else {
-                        return;
+                    let mut upstream = match connect_in(&pod, target).await {
+                        Ok(upstream) => upstream,
+                        Err(e) => {
+                            let why = format!("{listen} -> pod {name} {target}: {e}");
+                            note(log.as_deref(), &why);
+                            return;
+                        }
                     };
                     let _ = client.set_nodelay(true);
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
@@ -236,6 +258,22 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.forwards.abort_all();
         let _ = std::fs::remove_dir_all(&self.files);
+    }
+}
+
+/// Appends `line` to the forward log, if there is one (best effort: the log is for the
+/// post-mortem, never a reason to stop relaying).
+fn note(log: Option<&Path>, line: &str) {
+    use std::io::Write as _;
+    let Some(path) = log else {
+        return;
+    };
+    if let Ok(mut file) = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(file, "{line}");
     }
 }
 
