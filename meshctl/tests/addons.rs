@@ -3,6 +3,10 @@
 //! back without losing a field, so a misspelt or misplaced field fails), the scrape config
 //! follows the `prometheus.io/*` annotations, and the examples fit together.
 
+#[path = "support/e2e.rs"]
+mod e2e;
+use e2e::skip;
+
 use std::path::Path;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -367,15 +371,6 @@ fn the_gateway_example_is_valid() {
     assert_eq!(gateway["spec"]["selector"]["mesh"], "ingressgateway");
     let vs = docs.iter().find(|d| d["kind"] == "VirtualService").unwrap();
     assert_eq!(vs["spec"]["gateways"][0], gateway["metadata"]["name"]);
-}
-
-/// Says why an end-to-end part of a test cannot run here; under `MESH_E2E=require` (as CI
-/// runs the tests) that fails the test instead (as in `tests/demo.rs`).
-fn skip(why: &str) {
-    if std::env::var("MESH_E2E").is_ok_and(|v| v == "require") {
-        panic!("MESH_E2E=require but {why}");
-    }
-    eprintln!("SKIPPED: {why}");
 }
 
 /// The image `kubernetes-manifests-rust.yaml` runs: `cargo xtask images` builds it under

@@ -11,6 +11,10 @@
 //! `MESH_E2E=require`. `MESH_DEMO_BIN_DIR` points it at binaries elsewhere (a release
 //! build).
 
+#[path = "support/e2e.rs"]
+mod e2e;
+use e2e::skip;
+
 use std::io::{BufRead as _, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -229,14 +233,6 @@ fn table_rows_are_rates_shares_and_quantiles_of_the_window() {
 }
 
 // === end to end ===
-
-/// Skips (printing why), or fails under `MESH_E2E=require`.
-fn skip(why: &str) {
-    if std::env::var("MESH_E2E").is_ok_and(|v| v == "require") {
-        panic!("MESH_E2E=require but {why}");
-    }
-    eprintln!("SKIPPED: {why}");
-}
 
 /// `meshctl demo`, stopped with SIGTERM (and then killed) if the test ends early.
 struct Demo {
